@@ -1,0 +1,1 @@
+"""Command-line front end (Typer). Thin: parse, call a pipeline, print where results went."""

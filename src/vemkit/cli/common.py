@@ -1,0 +1,70 @@
+"""What every command shares: error handling, progress, option types."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from vemkit.errors import VemkitError
+from vemkit.geometry import VoxelSize
+from vemkit.progress import TqdmProgress
+
+__all__ = [
+    "OverwriteOption",
+    "VoxelSizeOption",
+    "cli_progress",
+    "handle_errors",
+    "parse_voxel_size",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger("vemkit")
+
+EXIT_USER_ERROR = 2
+
+
+def handle_errors(command: F) -> F:
+    """Turn a :class:`VemkitError` into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except VemkitError as exc:
+            typer.echo(f"vemkit: error: {exc}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+        except KeyboardInterrupt:
+            typer.echo("vemkit: interrupted; partial outputs were removed", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_voxel_size(text: str | None) -> VoxelSize | None:
+    """Parse ``--voxel-size``; errors surface as VoxelSizeError through handle_errors."""
+    return None if text is None else VoxelSize.parse(text)
+
+
+def cli_progress(*, quiet: bool = False) -> TqdmProgress:
+    """A progress bar on stderr, drawn only for interactive terminals and not with --quiet."""
+    return TqdmProgress(enabled=not quiet and sys.stderr.isatty())
+
+
+VoxelSizeOption = Annotated[
+    str | None,
+    typer.Option(
+        "--voxel-size",
+        help="Voxel size in nm as Z,Y,X (e.g. 50,4.6,4.6) or one number; overrides the file.",
+        show_default=False,
+    ),
+]
+OverwriteOption = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the output if it already exists.")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]

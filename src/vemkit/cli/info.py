@@ -1,0 +1,70 @@
+"""``vemkit info PATH``: what a volume or dataset holds."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from vemkit.cli.common import VoxelSizeOption, handle_errors, parse_voxel_size
+from vemkit.pipelines.info import describe_location
+
+
+def _format_layer(facts: dict[str, Any]) -> list[str]:
+    lines = [
+        f"  {facts['name']} ({facts['kind']}, {facts['format']})",
+        f"    shape {tuple(facts['shape'])} axes {facts['axes']} dtype {facts['dtype']} "
+        f"({facts['size_mb']:.1f} MB)",
+        "    voxel size {} nm (z, y, x) from {}; extent {} µm".format(
+            " × ".join(f"{v:g}" for v in facts["voxel_size_nm"]),
+            facts["voxel_size_from"],
+            " × ".join(f"{v:g}" for v in facts["physical_extent_um"]),
+        ),
+    ]
+    if facts.get("chunks"):
+        lines.append(f"    chunks {tuple(facts['chunks'])}")
+    for i, level in enumerate(facts.get("pyramid_levels") or []):
+        lines.append(
+            f"    level {i}: shape {tuple(level['shape'])}, voxel size "
+            + " × ".join(f"{v:g}" for v in level["voxel_size_nm"])
+            + " nm"
+        )
+    values = facts.get("values")
+    if values:
+        if "n_labels" in values:
+            lines.append(f"    {values['n_labels']} labels (max id {values['max_label']})")
+        elif "min" in values:
+            lines.append(
+                f"    values {values['min']:g} … {values['max']:g}, mean {values['mean']:.4g}"
+            )
+        if values.get("note") not in (None, "exact"):
+            lines.append(f"    ({values['note']})")
+    if facts.get("label_values"):
+        meanings = ", ".join(f"{k}={v}" for k, v in facts["label_values"].items())
+        lines.append(f"    label values: {meanings}")
+    return lines
+
+
+@handle_errors
+def info_command(
+    path: Annotated[str, typer.Argument(help="Volume, OME-Zarr dataset or dataset folder.")],
+    voxel_size: VoxelSizeOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    stats: Annotated[
+        bool, typer.Option("--stats/--no-stats", help="Compute value ranges / label counts.")
+    ] = True,
+) -> None:
+    """Show shape, dtype, voxel size, chunks, pyramid levels, value range and layers."""
+    facts = describe_location(path, voxel_size=parse_voxel_size(voxel_size), stats=stats)
+    if as_json:
+        typer.echo(json.dumps(facts, indent=2, default=str))
+        return
+    header = f"{facts['location']}: {facts['type']}"
+    if facts.get("modality"):
+        header += f" — {facts['name']} ({facts['modality']})"
+    typer.echo(header)
+    for layer in facts["layers"]:
+        typer.echo("\n".join(_format_layer(layer)))
+    if facts.get("license"):
+        typer.echo(f"  license: {facts['license']}")

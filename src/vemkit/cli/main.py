@@ -1,0 +1,52 @@
+"""The ``vemkit`` command."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+import typer
+
+import vemkit
+from vemkit.cli import convert, datasets, demo, info, phantom
+
+app = typer.Typer(
+    name="vemkit",
+    help="Segment and measure organelles in 3D volume EM. Inputs are never modified.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vemkit {vemkit.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """vemkit: segment and measure organelles in large 3D volume EM."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+app.command("info")(info.info_command)
+app.command("convert")(convert.convert_command)
+app.command("phantom")(phantom.phantom_command)
+app.command("demo")(demo.demo_command)
+app.command("datasets")(datasets.datasets_command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""Format modules; importing this package registers every built-in reader."""

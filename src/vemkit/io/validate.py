@@ -1,0 +1,53 @@
+"""Checks that turn bad input into clear errors before any work starts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vemkit.errors import InvalidVolumeError, VoxelSizeError
+from vemkit.io.layer import Layer
+
+__all__ = ["require_nonempty", "require_volume", "require_voxel_size"]
+
+
+def require_volume(layer: Layer) -> Layer:
+    """Require a 3D (z, y, x) layer with at least one voxel.
+
+    Raises
+    ------
+    InvalidVolumeError
+        For a 2D image, a stack with channels, or an empty array.
+    """
+    if layer.spatial_ndim != 3:
+        raise InvalidVolumeError(
+            f"{layer.metadata.get('source', layer.name)!r} is a {layer.spatial_ndim}D image "
+            f"(shape {layer.shape}); vemkit needs a 3D volume (z, y, x). Give a stack, a "
+            "folder of slices or a 3D file"
+        )
+    if "c" in layer.axes:
+        raise InvalidVolumeError(
+            f"{layer.name!r} has {layer.shape[layer.axes.index('c')]} channels; choose one "
+            "channel (vemkit segments single-channel volumes)"
+        )
+    if 0 in layer.shape:
+        raise InvalidVolumeError(f"{layer.name!r} is empty (shape {layer.shape})")
+    return layer
+
+
+def require_nonempty(values: np.ndarray, *, name: str) -> np.ndarray:
+    """Reject image data that is all NaN (or contains no finite value)."""
+    if values.size == 0:
+        raise InvalidVolumeError(f"{name!r} holds no voxels")
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).any():
+        raise InvalidVolumeError(f"{name!r} contains only NaN or infinite values")
+    return values
+
+
+def require_voxel_size(layer: Layer) -> Layer:
+    """Require a voxel size that came from the file or the user, not a placeholder."""
+    if layer.metadata.get("voxel_size_from", "unknown") == "unknown":
+        raise VoxelSizeError(
+            f"{layer.metadata.get('source', layer.name)!r} does not record its voxel size; "
+            "pass --voxel-size Z,Y,X in nm (e.g. --voxel-size 50,4.6,4.6)"
+        )
+    return layer

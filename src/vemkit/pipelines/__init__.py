@@ -1,0 +1,1 @@
+"""Recipes that combine io, ml, segmentation and measure into user-level jobs."""
