@@ -7,7 +7,7 @@ import numpy as np
 from vemkit.errors import InvalidVolumeError, VoxelSizeError
 from vemkit.io.layer import Layer
 
-__all__ = ["require_nonempty", "require_volume", "require_voxel_size"]
+__all__ = ["require_finite", "require_nonempty", "require_volume", "require_voxel_size"]
 
 
 def require_volume(layer: Layer) -> Layer:
@@ -41,6 +41,24 @@ def require_nonempty(values: np.ndarray, *, name: str) -> np.ndarray:
     if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).any():
         raise InvalidVolumeError(f"{name!r} contains only NaN or infinite values")
     return values
+
+
+def require_finite(layer: Layer) -> Layer:
+    """Reject a floating-point layer without any finite value (e.g. all NaN).
+
+    Integer layers pass at once; float layers are scanned block by block with Dask,
+    stopping memory growth at one block.
+    """
+    if not np.issubdtype(layer.dtype, np.floating):
+        return layer
+    import dask.array as da
+
+    if not bool(da.isfinite(layer.to_dask()).any().compute()):
+        raise InvalidVolumeError(
+            f"{layer.metadata.get('source', layer.name)!r} contains only NaN or infinite "
+            "values; check the export that produced it"
+        )
+    return layer
 
 
 def require_voxel_size(layer: Layer) -> Layer:
