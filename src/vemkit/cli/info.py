@@ -12,10 +12,12 @@ from vemkit.pipelines.info import describe_location
 
 
 def _format_layer(facts: dict[str, Any]) -> list[str]:
+    if "error" in facts:
+        return [f"  {facts['name']}: {facts['error']}"]
     lines = [
         f"  {facts['name']} ({facts['kind']}, {facts['format']})",
         f"    shape {tuple(facts['shape'])} axes {facts['axes']} dtype {facts['dtype']} "
-        f"({facts['size_mb']:.1f} MB)",
+        f"({facts['nbytes'] / 1e6:.1f} MB)",
         "    voxel size {} nm (z, y, x) from {}; extent {} µm".format(
             " × ".join(f"{v:g}" for v in facts["voxel_size_nm"]),
             facts["voxel_size_from"],
@@ -24,7 +26,8 @@ def _format_layer(facts: dict[str, Any]) -> list[str]:
     ]
     if facts.get("chunks"):
         lines.append(f"    chunks {tuple(facts['chunks'])}")
-    for i, level in enumerate(facts.get("pyramid_levels") or []):
+    levels = facts.get("levels") or []
+    for i, level in enumerate(levels if len(levels) > 1 else []):
         lines.append(
             f"    level {i}: shape {tuple(level['shape'])}, voxel size "
             + " × ".join(f"{v:g}" for v in level["voxel_size_nm"])
@@ -66,5 +69,7 @@ def info_command(
     typer.echo(header)
     for layer in facts["layers"]:
         typer.echo("\n".join(_format_layer(layer)))
+    if facts.get("mode"):
+        typer.echo(f"  raw: {facts['mode']}" + (f" of {facts['source']}" if facts.get("source") else ""))
     if facts.get("license"):
         typer.echo(f"  license: {facts['license']}")

@@ -79,16 +79,17 @@ class DatasetInfo:
 def data_root(root: str | os.PathLike[str] | None = None) -> Path | None:
     """Locate the shared data folder, or None when it is absent.
 
-    Looks, in order, at ``root``, ``$VEMKIT_DATA``, ``./../shared/data`` and the
-    ``shared/data`` folder beside the source checkout.
+    An explicit ``root`` is used alone, then ``$VEMKIT_DATA`` alone when it is set (a wrong
+    setting is not silently replaced by another folder); otherwise ``./../shared/data`` and
+    the ``shared/data`` folder beside the source checkout are tried.
     """
-    candidates: list[Path] = []
     if root is not None:
-        candidates.append(Path(root))
-    if os.environ.get("VEMKIT_DATA"):
-        candidates.append(Path(os.environ["VEMKIT_DATA"]))
-    candidates.append(Path.cwd().parent / "shared" / "data")
-    candidates.extend(p / "shared" / "data" for p in Path(__file__).resolve().parents[3:5])
+        candidates = [Path(root)]
+    elif os.environ.get("VEMKIT_DATA"):
+        candidates = [Path(os.environ["VEMKIT_DATA"])]
+    else:
+        candidates = [Path.cwd().parent / "shared" / "data"]
+        candidates += [p / "shared" / "data" for p in Path(__file__).resolve().parents[3:5]]
     for candidate in candidates:
         if candidate.is_dir() and any(candidate.glob("*/dataset.json")):
             return candidate.resolve()

@@ -12,7 +12,7 @@ from vemkit.geometry import VoxelSize
 from vemkit.io.dataset import Dataset
 from vemkit.io.registry import open_layer, parse_location
 from vemkit.io.tiff_writer import write_tiff
-from vemkit.io.validate import require_volume, require_voxel_size
+from vemkit.io.validate import require_finite, require_volume, require_voxel_size
 from vemkit.progress import Progress
 
 __all__ = ["convert_volume", "refuse_input_as_output"]
@@ -64,6 +64,7 @@ def convert_volume(
     """
     refuse_input_as_output(source, output)
     layer = require_voxel_size(require_volume(open_layer(source, voxel_size=voxel_size)))
+    require_finite(layer)
     out = Path(output)
     suffix = "".join(out.suffixes[-2:]).lower() if out.suffix else ""
     if out.suffix.lower() == ".zarr":
