@@ -43,7 +43,7 @@ def test_catalog_on_a_made_up_folder(tmp_path, monkeypatch):
     layer = load_layer("toy", "raw")
     np.testing.assert_array_equal(layer.read(), raw)
     assert layer.voxel_size.as_tuple() == (40.0, 4.0, 4.0)
-    assert layer.metadata["voxel_size_from"] == "user"
+    assert layer.metadata["voxel_size_from"] == "dataset.json"
     mito = load_layer("toy", "mitochondria_semantic")
     assert mito.kind == "labels"
     assert mito.metadata["label_values"] == {"0": "background", "1": "mito"}

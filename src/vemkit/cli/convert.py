@@ -19,7 +19,9 @@ from vemkit.pipelines.convert import convert_volume
 
 @handle_errors
 def convert_command(
-    source: Annotated[str, typer.Argument(help="Input volume (TIFF, folder, zip, h5, n5, mrc...).")],
+    source: Annotated[
+        str, typer.Argument(help="Input volume (TIFF, folder, zip, h5, n5, mrc...).")
+    ],
     output: Annotated[str, typer.Argument(help="Output OUT.zarr (OME-Zarr) or OUT.tif.")],
     voxel_size: VoxelSizeOption = None,
     reference: Annotated[

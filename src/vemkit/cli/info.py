@@ -11,6 +11,16 @@ from vemkit.cli.common import VoxelSizeOption, handle_errors, parse_voxel_size
 from vemkit.pipelines.info import describe_location
 
 
+def _voxel_line(facts: dict[str, Any]) -> str:
+    if facts["voxel_size_from"] == "unknown":
+        return "    voxel size unknown (not in the file): pass --voxel-size Z,Y,X in nm"
+    sizes = " × ".join(f"{v:g}" for v in facts["voxel_size_nm"])
+    extent = " × ".join(f"{v:g}" for v in facts["physical_extent_um"])
+    return (
+        f"    voxel size {sizes} nm (z, y, x) from {facts['voxel_size_from']}; extent {extent} µm"
+    )
+
+
 def _format_layer(facts: dict[str, Any]) -> list[str]:
     if "error" in facts:
         return [f"  {facts['name']}: {facts['error']}"]
@@ -18,11 +28,7 @@ def _format_layer(facts: dict[str, Any]) -> list[str]:
         f"  {facts['name']} ({facts['kind']}, {facts['format']})",
         f"    shape {tuple(facts['shape'])} axes {facts['axes']} dtype {facts['dtype']} "
         f"({facts['nbytes'] / 1e6:.1f} MB)",
-        "    voxel size {} nm (z, y, x) from {}; extent {} µm".format(
-            " × ".join(f"{v:g}" for v in facts["voxel_size_nm"]),
-            facts["voxel_size_from"],
-            " × ".join(f"{v:g}" for v in facts["physical_extent_um"]),
-        ),
+        _voxel_line(facts),
     ]
     if facts.get("chunks"):
         lines.append(f"    chunks {tuple(facts['chunks'])}")
@@ -36,7 +42,8 @@ def _format_layer(facts: dict[str, Any]) -> list[str]:
     values = facts.get("values")
     if values:
         if "n_labels" in values:
-            lines.append(f"    {values['n_labels']} labels (max id {values['max_label']})")
+            n = values["n_labels"]
+            lines.append(f"    {n} label{'s' if n != 1 else ''} (max id {values['max_label']})")
         elif "min" in values:
             lines.append(
                 f"    values {values['min']:g} … {values['max']:g}, mean {values['mean']:.4g}"
@@ -70,6 +77,8 @@ def info_command(
     for layer in facts["layers"]:
         typer.echo("\n".join(_format_layer(layer)))
     if facts.get("mode"):
-        typer.echo(f"  raw: {facts['mode']}" + (f" of {facts['source']}" if facts.get("source") else ""))
+        typer.echo(
+            f"  raw: {facts['mode']}" + (f" of {facts['source']}" if facts.get("source") else "")
+        )
     if facts.get("license"):
         typer.echo(f"  license: {facts['license']}")

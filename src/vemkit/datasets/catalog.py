@@ -73,7 +73,9 @@ class DatasetInfo:
             return by_role[0]
         choices = ", ".join(sorted(f.stem for f in self.files.values()))
         why = "is ambiguous" if by_role else "matches no file"
-        raise LayerNotFoundError(f"{key!r} {why} in dataset {self.name!r}; choose one of: {choices}")
+        raise LayerNotFoundError(
+            f"{key!r} {why} in dataset {self.name!r}; choose one of: {choices}"
+        )
 
 
 def data_root(root: str | os.PathLike[str] | None = None) -> Path | None:
@@ -167,8 +169,7 @@ def layer_from_file(info: DatasetInfo, file: FileInfo) -> Layer:
         name=file.role if file.kind == "labels" else file.stem,
         kind="labels" if file.kind == "labels" else "image",
     )
-    if info.voxel_size is None:
-        layer.metadata["voxel_size_from"] = "unknown"
+    layer.metadata["voxel_size_from"] = "dataset.json" if info.voxel_size else "unknown"
     layer.metadata.update(
         dataset=info.name,
         role=file.role,
@@ -179,9 +180,7 @@ def layer_from_file(info: DatasetInfo, file: FileInfo) -> Layer:
     return layer
 
 
-def load_layer(
-    name: str, key: str = "raw", *, root: str | os.PathLike[str] | None = None
-) -> Layer:
+def load_layer(name: str, key: str = "raw", *, root: str | os.PathLike[str] | None = None) -> Layer:
     """Open a file of a shared dataset as a read-only :class:`~vemkit.io.layer.Layer`.
 
     Parameters
