@@ -12,10 +12,12 @@ __all__ = [
     "CorruptFileError",
     "InvalidVolumeError",
     "LayerNotFoundError",
+    "MissingDependencyError",
     "ModelNotFoundError",
     "OutputExistsError",
     "OutputNotWritableError",
     "ReadOnlyLayerError",
+    "TrainingError",
     "UnknownFormatError",
     "VemkitError",
     "VolumeNotFoundError",
@@ -69,3 +71,11 @@ class ModelNotFoundError(VemkitError, LookupError):
 
 class ConfigError(VemkitError, ValueError):
     """A configuration file or option is invalid."""
+
+
+class MissingDependencyError(VemkitError, ImportError):
+    """An optional dependency needed for the requested feature is not installed."""
+
+
+class TrainingError(VemkitError, RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN or infinite)."""

@@ -1,0 +1,235 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from vemkit.errors import ConfigError, CorruptFileError, ModelNotFoundError
+from vemkit.ml.checkpoint import load_model, read_model_info, save_model
+from vemkit.ml.losses import BCEDiceLoss
+from vemkit.ml.networks import UNetConfig, build_network, freeze_encoder
+from vemkit.ml.sampling import PatchDataset, PatchSampler
+from vemkit.ml.targets import binary_target
+from vemkit.ml.train import TrainingError, train
+
+torch.set_num_threads(1)
+
+CONFIG = UNetConfig(dims=2, depth=2, base_channels=4, norm="batch", dropout=0.1)
+
+
+def tiny_data(seed=0, samples=8, batch_size=4):
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((4, 24, 24), dtype=np.uint8)
+    labels[:, 4:12, 6:14] = 1
+    labels[:, 15:21, 14:22] = 2
+    image = (labels > 0) + rng.normal(0, 0.3, labels.shape)
+    sampler = PatchSampler(image, labels, patch_shape=(16, 16))
+    dataset = PatchDataset(sampler, samples_per_epoch=samples, seed=seed, target_fn=binary_target)
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True)
+
+
+class Recorder:
+    def __init__(self):
+        self.descriptions = []
+        self.steps = 0
+
+    def start(self, total, description):
+        self.descriptions.append(description)
+
+    def advance(self, steps=1):
+        self.steps += steps
+
+    def finish(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "config",
+    [CONFIG, UNetConfig(dims=3, depth=3, base_channels=4, anisotropic_levels=1, residual=True)],
+)
+def test_save_load_round_trip_gives_identical_outputs(tmp_path, config):
+    model = build_network(config, seed=3)
+    model(torch.randn(2, 1, *(8,) * config.dims))  # update BatchNorm running statistics
+    model.eval()
+    card = {"task": "nuclei", "normalization": {"mode": "percentile", "low": 1.0, "high": 2.0}}
+    folder = save_model(tmp_path / "model", model, config, card)
+    assert sorted(p.name for p in folder.iterdir()) == ["model.json", "model.safetensors"]
+    loaded, loaded_config, loaded_card = load_model(folder)
+    assert loaded_config == config
+    assert loaded_card == card
+    assert not loaded.training
+    x = torch.randn(1, 1, *(16,) * config.dims)
+    with torch.inference_mode():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_checkpoint_errors(tmp_path):
+    model = build_network(CONFIG, seed=0)
+    with pytest.raises(ModelNotFoundError):
+        load_model(tmp_path / "missing")
+    with pytest.raises(ConfigError, match="JSON"):
+        save_model(tmp_path / "bad", model, CONFIG, {"x": object()})
+    folder = save_model(tmp_path / "m", model, CONFIG)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CorruptFileError):
+        load_model(folder)
+    info = json.loads((folder / "model.json").read_text())
+    info["format_version"] = 99
+    (folder / "model.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="upgrade"):
+        read_model_info(folder)
+    other = build_network(UNetConfig(dims=2, depth=3, base_channels=4), seed=0)
+    save_model(tmp_path / "wrong", other, CONFIG)  # weights do not fit the stored config
+    with pytest.raises(ConfigError, match="do not fit"):
+        load_model(tmp_path / "wrong")
+
+
+def run(
+    tmp_path, name, epochs, *, resume_from=None, model_seed=0, progress=None, device="cpu", **kwargs
+):
+    model = build_network(CONFIG, seed=model_seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    result = train(
+        model,
+        tiny_data(),
+        tiny_data(seed=1),
+        BCEDiceLoss(),
+        optimizer,
+        epochs=epochs,
+        checkpoint_dir=tmp_path / name,
+        device=device,
+        resume_from=resume_from,
+        progress=progress,
+        seed=11,
+        **kwargs,
+    )
+    return model, result
+
+
+def test_resumed_training_matches_uninterrupted_training(tmp_path):
+    torch.manual_seed(0)
+    outside = torch.rand(1)
+    straight, result = run(tmp_path, "straight", 3)
+    torch.manual_seed(0)
+    assert torch.rand(1) == outside  # training does not consume the global random state
+    assert [r.epoch for r in result.history] == [1, 2, 3]
+    assert result.monitor == "val_loss"
+    assert (result.last_checkpoint / "trainer.pt").is_file()
+    assert (result.best_checkpoint / "model.safetensors").is_file()
+
+    run(tmp_path, "interrupted", 2)
+    resumed, resumed_result = run(
+        tmp_path, "interrupted", 3, resume_from=tmp_path / "interrupted", model_seed=99
+    )
+    assert [r.epoch for r in resumed_result.history] == [1, 2, 3]
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert resumed_result.history[-1].train_loss == result.history[-1].train_loss
+    _, _, card = load_model(result.last_checkpoint)
+    assert card["training"]["epoch"] == 3
+
+
+def test_early_stopping_metric_and_progress(tmp_path):
+    recorder = Recorder()
+    _, result = run(
+        tmp_path,
+        "early",
+        10,
+        metric_fn=lambda prediction, target, valid: 0.5,
+        early_stopping_patience=2,
+        progress=recorder,
+        card={"task": "test"},
+    )
+    assert result.stopped_early
+    assert len(result.history) == 3
+    assert result.best_epoch == 1
+    assert result.monitor == "val_metric"
+    assert result.best_value == 0.5
+    assert recorder.steps == 3 * 2  # 8 samples in batches of 4
+    assert "epoch 2/10" in recorder.descriptions[1]
+    assert "loss" in recorder.descriptions[1]
+    assert "ETA" in recorder.descriptions[1]
+    _, _, card = load_model(result.best_checkpoint)
+    assert card["task"] == "test"
+    assert card["training"]["epoch"] == 1
+
+
+def test_fine_tuning_starts_from_loaded_weights(tmp_path):
+    pretrained, result = run(tmp_path, "pretrain", 4)
+    model, config, _ = load_model(result.last_checkpoint)
+    for a, b in zip(pretrained.state_dict().values(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    freeze_encoder(model)
+    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    decoder_before = {k: v.clone() for k, v in model.decoder.state_dict().items()}
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    tuned = train(
+        model,
+        tiny_data(seed=2),
+        None,
+        BCEDiceLoss(),
+        optimizer,
+        epochs=1,
+        checkpoint_dir=tmp_path / "tuned",
+        config=config,
+        seed=0,
+    )
+    assert tuned.monitor == "train_loss"
+    for key, value in model.encoder.state_dict().items():
+        assert torch.equal(value, encoder_before[key]), key
+    assert any(
+        not torch.equal(value, decoder_before[key])
+        for key, value in model.decoder.state_dict().items()
+    )
+    # starting from trained weights, the first epoch's loss beats a fresh network's
+    fresh = build_network(config, seed=0)
+    fresh_result = train(
+        fresh,
+        tiny_data(seed=2),
+        None,
+        BCEDiceLoss(),
+        torch.optim.Adam(fresh.parameters(), lr=1e-2),
+        epochs=1,
+        checkpoint_dir=tmp_path / "fresh",
+        seed=0,
+    )
+    assert tuned.history[0].train_loss < fresh_result.history[0].train_loss
+
+
+def test_training_errors(tmp_path):
+    model = build_network(CONFIG, seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def nan_loss(prediction, target, valid):
+        return prediction.mean() * float("nan")
+
+    with pytest.raises(TrainingError, match="learning rate"):
+        train(model, tiny_data(), None, nan_loss, optimizer, epochs=1, checkpoint_dir=tmp_path)
+    plain = nn.Conv2d(1, 1, 3, padding=1)
+    with pytest.raises(ConfigError, match="UNetConfig"):
+        train(plain, tiny_data(), None, BCEDiceLoss(), optimizer, epochs=1, checkpoint_dir=tmp_path)
+    with pytest.raises(ModelNotFoundError):
+        train(
+            model,
+            tiny_data(),
+            None,
+            BCEDiceLoss(),
+            optimizer,
+            epochs=1,
+            checkpoint_dir=tmp_path,
+            resume_from=tmp_path / "nothing",
+        )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_mixed_precision_training_and_prediction_on_cuda(tmp_path):
+    from vemkit.ml.predict import predict_array
+
+    _, result = run(tmp_path, "cuda", 2, device="cuda")
+    assert all(np.isfinite(r.train_loss) for r in result.history)
+    resumed, _ = run(tmp_path, "cuda", 3, device="cuda", resume_from=tmp_path / "cuda")
+    image = np.random.default_rng(0).normal(size=(2, 40, 40)).astype(np.float32)
+    on_gpu = predict_array(resumed, image, patch_shape=(16, 16), device="cuda", batch_size=8)
+    assert on_gpu.shape == (1, 2, 40, 40)
+    assert np.isfinite(on_gpu).all()
