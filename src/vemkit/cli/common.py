@@ -52,7 +52,7 @@ def parse_voxel_size(text: str | None) -> VoxelSize | None:
 
 
 def cli_progress(*, quiet: bool = False) -> TqdmProgress:
-    """A progress bar on stderr, drawn only for interactive terminals and not with --quiet."""
+    """Make a progress bar on stderr, drawn only on interactive terminals and not with --quiet."""
     return TqdmProgress(enabled=not quiet and sys.stderr.isatty())
 
 

@@ -11,6 +11,8 @@ from vemkit.pipelines.demo import run_demo
 
 
 def _fmt(value: object) -> str:
+    if value is None:
+        return "n/a"
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
@@ -42,5 +44,7 @@ def demo_command(
             f"F1@0.75 {_fmt(score['f1_at_0.75'])}   ({score['method']})"
         )
     typer.echo("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
-    typer.echo(f"  outputs: {result.phantom.name}, {result.segmentation.name}, ")
-    typer.echo(f"           {result.preview.name} (look at it), {result.summary.name}")
+    typer.echo(f"  phantom + truth   {result.phantom}")
+    typer.echo(f"  segmentation      {result.segmentation}")
+    typer.echo(f"  picture           {result.preview}")
+    typer.echo(f"  scores (JSON)     {result.summary}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 import vemkit
-from vemkit.cli import convert, datasets, demo, info, phantom
+from vemkit.cli import convert, datasets, demo, evaluate, info, measure, mesh, phantom, stats
 
 app = typer.Typer(
     name="vemkit",
@@ -45,6 +45,10 @@ app.command("convert")(convert.convert_command)
 app.command("phantom")(phantom.phantom_command)
 app.command("demo")(demo.demo_command)
 app.command("datasets")(datasets.datasets_command)
+app.command("evaluate")(evaluate.evaluate_command)
+app.command("measure")(measure.measure_command)
+app.command("mesh")(mesh.mesh_command)
+app.command("stats")(stats.stats_command)
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ class BlockGrid:
         return math.prod(self.grid_shape)
 
     def block(self, index: Sequence[int]) -> Box:
-        """The box of the block at grid position ``index``."""
+        """Return the box of the block at grid position ``index``."""
         start = tuple(
             o + i * b for o, i, b in zip(self.box.offset, index, self.block_shape, strict=True)
         )

@@ -61,8 +61,7 @@ class VoxelSize:
                 ) from None
             if not math.isfinite(number) or number <= 0:
                 raise VoxelSizeError(
-                    f"voxel size along {axis} must be a positive finite number of nm, "
-                    f"got {value!r}"
+                    f"voxel size along {axis} must be a positive finite number of nm, got {value!r}"
                 )
             object.__setattr__(self, axis, number)
 

@@ -386,7 +386,7 @@ class Dataset:
         }
 
     def add_provenance(self, entry: dict[str, Any]) -> None:
-        """Append a JSON-ready record of a step that wrote to this dataset (parameters, versions)."""
+        """Append a JSON-ready record of a step that wrote to this dataset."""
         import vemkit
 
         root = zarr.open_group(LocalStore(self._path), mode="r+", zarr_format=2)

@@ -25,7 +25,7 @@ class ArrayLike(Protocol):
     @property
     def dtype(self) -> Any: ...  # noqa: D102
 
-    def __getitem__(self, key: Any) -> Any: ...  # noqa: D105
+    def __getitem__(self, key: Any) -> Any: ...
 
 
 @dataclass
@@ -167,7 +167,7 @@ class Layer:
         )
 
     def with_data(self, data: ArrayLike, **changes: Any) -> Layer:
-        """A copy of this layer with other data (and any other fields changed)."""
+        """Return a copy of this layer with other data (and any other fields changed)."""
         return replace(self, data=data, **changes)
 
     def __repr__(self) -> str:

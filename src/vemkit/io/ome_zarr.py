@@ -33,10 +33,15 @@ import zarr
 from zarr.storage import LocalStore
 
 from vemkit import __version__
-from vemkit.errors import ConfigError, InvalidVolumeError
+from vemkit.errors import ConfigError, CorruptFileError, InvalidVolumeError
 from vemkit.geometry import VoxelSize
-from vemkit.io.atomic import atomic_output
-from vemkit.io.formats.ome_zarr import open_ome_zarr
+from vemkit.io.atomic import atomic_output, check_output_path, remove_path
+from vemkit.io.formats.ome_zarr import (
+    ngff_attributes,
+    open_ome_zarr,
+    open_zarr_node,
+    read_multiscale,
+)
 from vemkit.io.layer import ArrayLike, Layer, LayerKind
 from vemkit.io.pyramid import downsample_dask, downsample_factors, downsampled_shape
 from vemkit.progress import NullProgress, Progress
@@ -45,7 +50,10 @@ __all__ = [
     "CHUNK_VOXELS",
     "NGFF_VERSION",
     "Compressor",
+    "build_pyramid",
+    "create_ome_zarr",
     "default_chunks",
+    "open_ome_zarr_writable",
     "write_ome_zarr",
     "write_ome_zarr_group",
 ]
@@ -233,6 +241,208 @@ def write_ome_zarr_group(
     )
 
 
+def create_ome_zarr(
+    path: str | os.PathLike[str],
+    *,
+    shape: Sequence[int],
+    dtype: Any,
+    voxel_size: VoxelSize | str | float | Sequence[float],
+    name: str | None = None,
+    kind: LayerKind = "image",
+    axes: str = "zyx",
+    chunks: Sequence[int] | None = None,
+    n_levels: int | None = None,
+    compressor: Compressor = "zstd",
+    label_source: str | None = None,
+    overwrite: bool = False,
+) -> Layer:
+    """Create an empty OME-Zarr multiscale group to be filled block by block.
+
+    Every pyramid level is allocated (filled with 0, no chunk stored yet) and the NGFF
+    ``multiscales`` (and, for labels, ``image-label``) metadata is written at once, with the
+    same level shapes, chunks and scales as :func:`write_ome_zarr` would use. Fill level 0
+    (e.g. with :func:`vemkit.blockwise.map_layer`), then compute the other levels with
+    :func:`build_pyramid`. Unlike :func:`write_ome_zarr` this is not atomic: the group exists
+    (holding zeros) while it is being filled.
+
+    Parameters
+    ----------
+    path : str or path
+        The group to create, e.g. ``out.zarr`` or ``dataset.zarr/labels/nuclei``; its parent
+        folder must exist.
+    shape : sequence of int
+        Shape of level 0, one value per axis of ``axes``.
+    dtype : dtype-like
+        Data type (an integer type for labels).
+    voxel_size : VoxelSize, str, float or (z, y, x)
+        Voxel size of level 0 in nm.
+    name : str, optional
+        Name stored in the metadata (default: the folder name without ``.zarr``).
+    kind : {"image", "labels"}
+        Mean (image) or mode (labels) pyramid; labels get ``image-label`` metadata.
+    axes : str
+        ``"zyx"``, ``"czyx"``, ``"yx"`` or ``"cyx"``.
+    chunks : sequence of int, optional
+        Storage chunks, one value per axis (default: :func:`default_chunks` per level).
+        Blockwise writers need block shapes that are multiples of the level-0 chunks.
+    n_levels : int, optional
+        Number of levels including level 0 (default: down to at most 64 voxels).
+    compressor : {"zstd", "blosc", "gzip", None}
+        See :func:`write_ome_zarr`.
+    label_source : str, optional
+        Relative path from a label image to its image (``image-label.source.image``).
+    overwrite : bool
+        Remove an existing ``path`` first (at once, not after success).
+
+    Returns
+    -------
+    Layer
+        Level 0, writable (``read_only=False``), backed by the Zarr array.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is false.
+    InvalidVolumeError
+        ``shape`` is empty or does not match ``axes``, or labels are not integers.
+    """
+    target = check_output_path(path, overwrite=overwrite)
+    axes = axes.lower()
+    planned = _ShapeOnly(tuple(int(n) for n in shape), np.dtype(dtype))
+    _check_axes(axes, planned)
+    if any(n <= 0 for n in planned.shape):
+        raise InvalidVolumeError(f"cannot create an image of shape {planned.shape}")
+    _check_data(planned, axes=axes, kind=kind, name=name or target.name)
+    plan = _plan_levels(
+        planned.shape,
+        VoxelSize.coerce(voxel_size),
+        axes,
+        chunks=chunks,
+        n_levels=n_levels,
+    )
+    if target.exists():
+        remove_path(target)
+    group = zarr.open_group(LocalStore(target), mode="w-", zarr_format=2)
+    codec = _codec(compressor)
+    for level, (level_shape, level_chunk) in enumerate(zip(plan.shapes, plan.chunks, strict=True)):
+        group.create_array(
+            str(level),
+            shape=level_shape,
+            dtype=np.dtype(dtype),
+            chunks=level_chunk,
+            compressors=codec,
+            fill_value=0,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+        )
+    stem = target.name
+    for suffix in (".ome.zarr", ".zarr"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+    group.attrs.update(
+        _ngff_attrs(
+            name=name or stem,
+            axes=axes,
+            spatial_sizes=plan.spatial_sizes,
+            level_scales=plan.scales,
+            kind=kind,
+            label_source=label_source,
+        )
+    )
+    logger.debug("created empty %s %s, levels %s", kind, target, plan.shapes)
+    return open_ome_zarr_writable(target)
+
+
+def open_ome_zarr_writable(path: str | os.PathLike[str], *, level: int = 0) -> Layer:
+    """Open one level of an existing OME-Zarr image for writing (``read_only=False``).
+
+    Only for outputs vemkit is producing (e.g. a group made by :func:`create_ome_zarr` and
+    filled by a resumed blockwise run); inputs are always opened with
+    :func:`vemkit.io.formats.ome_zarr.open_ome_zarr`, read-only.
+
+    Raises
+    ------
+    VolumeNotFoundError, LayerNotFoundError, CorruptFileError
+        As :func:`~vemkit.io.formats.ome_zarr.open_ome_zarr`.
+    ConfigError
+        The level has singleton axes that vemkit hides when reading (write it whole instead).
+    """
+    layer = open_ome_zarr(path, level=level)
+    if layer.metadata.get("squeezed_axes"):
+        raise ConfigError(
+            f"{layer.metadata.get('source')!r} has singleton axes "
+            f"({layer.metadata['squeezed_axes']!r}) and cannot be written block by block; "
+            "create the output with create_ome_zarr"
+        )
+    root = Path(str(layer.metadata["path"]))
+    inner = str(layer.metadata.get("inner", ""))
+    node = open_zarr_node(root, inner)
+    multiscale = read_multiscale(node, where=str(layer.metadata.get("source")))
+    if multiscale is None:
+        raise ConfigError(f"{str(path)!r} is not an OME-Zarr multiscale image")
+    array_path = "/".join(p for p in (inner, multiscale.paths[level]) if p)
+    array = zarr.open_array(store=LocalStore(root), path=array_path, mode="r+")
+    return layer.with_data(array, read_only=False)
+
+
+def build_pyramid(path: str | os.PathLike[str], *, progress: Progress | None = None) -> None:
+    """(Re)compute pyramid levels 1, 2, ... of an OME-Zarr image from its level 0 on disk.
+
+    Each level is reduced from the level below as stored (mean for images, mode for label
+    images, see :mod:`vemkit.io.pyramid`), chunk by chunk through Dask, so memory stays
+    bounded by a few chunks per worker. The levels' shapes and downsampling factors come
+    from the group's metadata (e.g. as written by :func:`create_ome_zarr`). Dask's current
+    scheduler is used, as in :func:`write_ome_zarr`.
+
+    Parameters
+    ----------
+    path : str or path
+        The multiscale group (e.g. ``out.zarr`` or ``dataset.zarr/labels/nuclei``).
+    progress : Progress, optional
+        One step per chunk written, over all levels.
+
+    Raises
+    ------
+    CorruptFileError
+        Level shapes do not follow from integer downsampling factors.
+    """
+    first = open_ome_zarr(path)
+    root = Path(str(first.metadata["path"]))
+    inner = str(first.metadata.get("inner", ""))
+    node = open_zarr_node(root, inner)
+    where = str(first.metadata.get("source"))
+    multiscale = read_multiscale(node, where=where)
+    if multiscale is None:  # pragma: no cover - open_ome_zarr already checked
+        raise ConfigError(f"{str(path)!r} is not an OME-Zarr multiscale image")
+    kind: LayerKind = "labels" if "image-label" in ngff_attributes(node, where=where) else "image"
+    arrays = [
+        zarr.open_array(
+            store=LocalStore(root), path="/".join(p for p in (inner, level) if p), mode="r+"
+        )
+        for level in multiscale.paths
+    ]
+    total = sum(math.prod(_grid(a.shape, a.chunks)) for a in arrays[1:])
+    reporter = progress if progress is not None else NullProgress()
+    reporter.start(total, f"building pyramid of {first.name}")
+    try:
+        for level in range(1, len(arrays)):
+            below, array = arrays[level - 1], arrays[level]
+            factors = tuple(
+                max(1, round(b / a))
+                for a, b in zip(multiscale.scales[level - 1], multiscale.scales[level], strict=True)
+            )
+            if downsampled_shape(below.shape, factors) != tuple(array.shape):
+                raise CorruptFileError(
+                    f"{where!r}: level {level} has shape {tuple(array.shape)}, which is not "
+                    f"level {level - 1} ({tuple(below.shape)}) reduced by {factors}; "
+                    "re-create the image"
+                )
+            lazy = da.from_array(below, chunks=below.chunks, asarray=True, lock=False, name=False)
+            reduced = downsample_dask(lazy, factors, kind=kind)
+            _store(reduced.rechunk(array.chunks), array, reporter)
+    finally:
+        reporter.finish()
+
+
 def default_chunks(
     shape: Sequence[int],
     voxel_size: VoxelSize | Sequence[float],
@@ -319,6 +529,66 @@ def _is_local_scheduler() -> bool:
     """Whether Dask runs tasks in this process (threads or synchronous)."""
     scheduler = dask.base.get_scheduler(collections=None)
     return scheduler is None or scheduler in (dask.threaded.get, dask.local.get_sync)
+
+
+class _ShapeOnly:
+    """Shape and dtype of an array that does not exist yet (for the input checks)."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype[Any]) -> None:
+        self.shape = shape
+        self.dtype = dtype
+
+    def __getitem__(self, key: Any) -> Any:  # pragma: no cover - never read
+        raise TypeError("no data")
+
+
+class _LevelPlan:
+    """Shapes, chunks and scales of every level of a multiscale image to be written."""
+
+    def __init__(
+        self,
+        shapes: list[tuple[int, ...]],
+        chunks: list[tuple[int, ...]],
+        scales: list[tuple[float, ...]],
+        spatial_sizes: list[float],
+    ) -> None:
+        self.shapes = shapes
+        self.chunks = chunks
+        self.scales = scales
+        self.spatial_sizes = spatial_sizes
+
+
+def _plan_levels(
+    shape: tuple[int, ...],
+    size: VoxelSize,
+    axes: str,
+    *,
+    chunks: Sequence[int] | None,
+    n_levels: int | None,
+) -> _LevelPlan:
+    """Level shapes, chunks and scales exactly as :func:`write_ome_zarr_group` lays them out."""
+    spatial = [i for i, a in enumerate(axes) if a in "zyx"]
+    spatial_sizes = _spatial_voxel_size(size, axes)
+    spatial_factors = downsample_factors(
+        spatial_sizes, [shape[i] for i in spatial], n_levels=n_levels
+    )
+    level_factors = [_expand(f, axes) for f in spatial_factors]
+    shapes = [shape]
+    for factors in level_factors:
+        shapes.append(downsampled_shape(shapes[-1], factors))
+    scales: list[tuple[float, ...]] = [tuple(1.0 for _ in axes)]
+    for factors in level_factors:
+        scales.append(tuple(s * f for s, f in zip(scales[-1], factors, strict=True)))
+    level_sizes = [
+        [s * scale[i] for s, i in zip(spatial_sizes, spatial, strict=True)] for scale in scales
+    ]
+    level_chunks = [
+        _user_chunks(chunks, level_shape, axes)
+        if chunks is not None
+        else default_chunks(level_shape, sizes, axes=axes)
+        for level_shape, sizes in zip(shapes, level_sizes, strict=True)
+    ]
+    return _LevelPlan(shapes, level_chunks, scales, spatial_sizes)
 
 
 def _check_axes(axes: str, data: ArrayLike) -> str:

@@ -16,7 +16,7 @@ _PALETTE = ("#ff4d4d", "#33c3ff", "#ffd11a", "#7dff5c", "#ff66ff", "#ff9933")
 
 
 def label_colors(names: Sequence[str]) -> dict[str, str]:
-    """A distinct colour per label layer name, stable for a given order."""
+    """Give each label layer name a distinct colour, stable for a given order."""
     return {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(names)}
 
 
@@ -67,9 +67,9 @@ def save_orthoslices(
     cz, cy, cx = center if center is not None else tuple(s // 2 for s in raw.shape)
     vz, vy, vx = voxel_size.as_tuple()
     planes = [
-        ("xy (z = {})".format(cz), np.s_[cz, :, :], vy / vx),
-        ("xz (y = {})".format(cy), np.s_[:, cy, :], vz / vx),
-        ("yz (x = {})".format(cx), np.s_[:, :, cx], vz / vy),
+        (f"xy (z = {cz})", np.s_[cz, :, :], vy / vx),
+        (f"xz (y = {cy})", np.s_[:, cy, :], vz / vx),
+        (f"yz (x = {cx})", np.s_[:, :, cx], vz / vy),
     ]
     lo, hi = np.percentile(raw, (0.5, 99.5))
     colors = label_colors(list(labels))
