@@ -210,7 +210,7 @@ def _simplify(
     vertices: NDArray[np.float32], faces: NDArray[np.uint32], ratio: float
 ) -> tuple[NDArray[np.float32], NDArray[np.uint32]]:
     try:
-        import zmesh  # noqa: PLC0415
+        import zmesh
     except ImportError as error:
         raise MissingDependencyError(
             "mesh simplification needs zmesh, which is not installed; install it with: "

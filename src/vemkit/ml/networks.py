@@ -403,7 +403,7 @@ class UNet(nn.Module):
 
 def _build_monai(config: UNetConfig) -> nn.Module:
     try:
-        from monai.networks import nets  # noqa: PLC0415
+        from monai.networks import nets
     except ImportError as error:
         raise MissingDependencyError(
             f"the {config.architecture!r} network needs MONAI, which is not installed; "
@@ -422,7 +422,7 @@ def _build_monai(config: UNetConfig) -> nn.Module:
             blocks_down=blocks_down,
             blocks_up=(1,) * (config.depth - 1),
         )
-    import inspect  # noqa: PLC0415
+    import inspect
 
     kwargs: dict[str, Any] = {
         "in_channels": config.in_channels,
