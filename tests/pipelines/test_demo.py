@@ -1,0 +1,40 @@
+"""`vemkit demo` end to end on a small phantom."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from vemkit.cli.main import app
+from vemkit.io import Dataset, open_layer
+
+
+def test_demo_end_to_end(tmp_path):
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--output", str(out), "--size", "80", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "nuclei" in result.stdout
+    assert "mitochondria" in result.stdout
+
+    summary = json.loads((out / "summary.json").read_text())
+    for name in ("nuclei", "mitochondria"):
+        scores = summary["scores"][name]
+        assert scores["n_gt"] > 0
+        assert 0.0 <= scores["dice"] <= 1.0
+        assert scores["n_pred"] > 0
+
+    truth = Dataset.open(out / "phantom.zarr")
+    assert set(truth.layer_names()) >= {"raw", "labels/nuclei", "labels/mitochondria"}
+    seg = Dataset.open(out / "segmentation.zarr")
+    assert {"labels/nuclei", "labels/mitochondria"} <= set(seg.layer_names())
+    assert open_layer(out / "segmentation.zarr" / "labels" / "nuclei").shape == (80, 80, 80)
+    assert (out / "preview.png").stat().st_size > 10_000
+
+
+def test_demo_refuses_existing_output(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    result = CliRunner().invoke(app, ["demo", "--output", str(out), "--size", "32"])
+    assert result.exit_code == 2
+    assert "--overwrite" in result.stderr
