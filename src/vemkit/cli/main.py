@@ -54,3 +54,7 @@ app.command("stats")(stats.stats_command)
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Run vemkit's benchmarks and write a Markdown report (``make bench`` / ``make bench-quick``).
+
+Each benchmark runs in its own process so that its wall time and peak resident memory are
+measured separately (``os.wait4``); the report records the machine and the date. Numbers
+are measurements of this run only — nothing is copied from elsewhere.
+
+    python benchmarks/run.py --output BENCHMARKS.md            # full (tens of minutes)
+    python benchmarks/run.py --quick --output bench-output/BENCHMARKS-quick.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+
+
+@dataclass
+class Bench:
+    """One benchmark: a title, what it shows, and the command for quick and full runs."""
+
+    title: str
+    about: str
+    quick: list[str]
+    full: list[str]
+
+
+def _vemkit(*args: str) -> list[str]:
+    return [PYTHON, "-m", "vemkit.cli.main", *args]
+
+
+def benches(workdir: Path) -> list[Bench]:
+    """The benchmark list; outputs go under ``workdir``."""
+    return [
+        Bench(
+            "Phantom generation",
+            "`vemkit phantom`: EM phantom with exact truth written as an OME-Zarr dataset "
+            "with pyramids (raw + 3 label layers).",
+            _vemkit("phantom", str(workdir / "p-quick.zarr"), "--size", "128", "--quiet"),
+            _vemkit("phantom", str(workdir / "p-full.zarr"), "--size", "512", "--quiet"),
+        ),
+        Bench(
+            "Demo end to end",
+            "`vemkit demo`: phantom → dataset → segmentation → scores against the truth.",
+            _vemkit("demo", "-o", str(workdir / "demo-quick"), "--size", "96", "--quiet"),
+            _vemkit("demo", "-o", str(workdir / "demo-full"), "--size", "192", "--quiet"),
+        ),
+        Bench(
+            "Watershed and connected components vs scikit-image / SciPy",
+            "Same touching-balls volume, same partition required; best of the repeats.",
+            [PYTHON, str(HERE / "bench_segmentation.py"), "--size", "128", "--repeat", "1"],
+            [PYTHON, str(HERE / "bench_segmentation.py"), "--size", "512", "--repeat", "1"],
+        ),
+        Bench(
+            "Blockwise connected components (bounded memory)",
+            "`label_blockwise` over an OME-Zarr volume generated blockwise; peak RSS must stay "
+            "bounded by the block size, not the volume (target ≤ 2 GB at 256×1024×1024).",
+            [PYTHON, str(HERE / "bench_blockwise.py"), "--shape", "64", "256", "256", "--check"],
+            [PYTHON, str(HERE / "bench_blockwise.py"), "--shape", "256", "1024", "1024"],
+        ),
+    ]
+
+
+def machine() -> str:
+    """One line naming the CPU, core count, memory and software."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        )
+        memory = f"{mem_kb / 1024**2:.0f} GiB RAM"
+    except (OSError, StopIteration):
+        memory = "unknown RAM"
+    import numpy
+    import torch
+
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, NumPy {numpy.__version__}, "
+        f"PyTorch {torch.__version__}"
+    )
+
+
+def run(command: list[str]) -> tuple[int, float, float, str]:
+    """Run ``command``; return exit code, wall seconds, peak RSS in MiB, and its output."""
+    start = time.perf_counter()
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        log.seek(0)
+        output = log.read()
+    return process.returncode, wall, usage.ru_maxrss / 1024.0, output
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
+    parser.add_argument("--output", type=Path, required=True, help="Markdown report to write")
+    args = parser.parse_args()
+
+    mode = "quick" if args.quick else "full"
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"# vemkit benchmarks ({mode})",
+        "",
+        f"- date: {now}",
+        f"- machine: {machine()}",
+        f"- command: `python benchmarks/run.py{' --quick' if args.quick else ''}`",
+        "",
+        "Wall time and peak resident memory are measured per benchmark process.",
+        "",
+    ]
+    failures = 0
+    with tempfile.TemporaryDirectory(prefix="vemkit-bench-") as tmp:
+        for bench in benches(Path(tmp)):
+            command = bench.quick if args.quick else bench.full
+            print(f"running: {bench.title}", file=sys.stderr, flush=True)
+            code, wall, rss_mib, output = run(command)
+            failures += code != 0
+            shown = " ".join(Path(c).name if c.startswith("/") else c for c in command)
+            lines += [
+                f"## {bench.title}",
+                "",
+                bench.about,
+                "",
+                f"`{shown}` — exit {code}, wall {wall:.1f} s, peak RSS {rss_mib:.0f} MiB",
+                "",
+                "```",
+                output.strip()[-4000:],
+                "```",
+                "",
+            ]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines))
+    print(f"wrote {args.output}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
