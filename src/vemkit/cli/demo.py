@@ -50,7 +50,7 @@ def demo_command(
             typer.echo(
                 f"  {name:13s} {method:12s} {score['n_pred']:>4} found / {score['n_gt']} true   "
                 f"Dice {_fmt(score['dice'])}   object F1@0.5 {_fmt(score['f1_at_0.5'])}   "
-                f"F1@0.75 {_fmt(score['f1_at_0.75'])}"
+                f"F1@0.7 {_fmt(score['f1_at_0.7'])}"
             )
     typer.echo(
         "  (classical: thresholds and watershed, no training; sparse_unet: a 2D U-Net "

@@ -79,7 +79,7 @@ def _score_summary(scores: dict[str, Any]) -> dict[str, Any]:
         "n_gt": scores.get("n_gt"),
         "dice": scores.get("dice"),
         "f1_at_0.5": f1.get("0.5"),
-        "f1_at_0.75": f1.get("0.75"),
+        "f1_at_0.7": f1.get("0.7"),
         "hausdorff_95_nm": scores.get("hausdorff_95_nm"),
     }
 

@@ -25,11 +25,12 @@ __all__ = ["min_object_nm3", "sparse_recipe", "train_and_segment"]
 
 
 def min_object_nm3(min_diameter_nm: float) -> float:
-    """Smallest object kept: a ball a third of the smallest expected diameter.
+    """Smallest object kept: a ball of half the smallest expected diameter.
 
-    Generous on purpose, so objects cut by the volume border survive.
+    That is 1/8 of the smallest expected object, so objects cut by the volume border
+    survive while fragments from 2D predictions are dropped.
     """
-    return float(np.pi / 6.0 * (min_diameter_nm / 3.0) ** 3)
+    return float(np.pi / 6.0 * (min_diameter_nm / 2.0) ** 3)
 
 
 def sparse_recipe(

@@ -86,7 +86,7 @@ def save_orthoslices(
         ax.set_yticks([])
     handles = [Line2D([], [], color=c, lw=3, label=n) for n, c in colors.items()]
     if handles:
-        fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False)
+        fig.legend(handles=handles, loc="upper right", ncol=len(handles), frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.savefig(os.fspath(path), dpi=dpi)
