@@ -8,7 +8,20 @@ from typing import Annotated
 import typer
 
 import vemkit
-from vemkit.cli import convert, datasets, demo, evaluate, info, measure, mesh, phantom, stats
+from vemkit.cli import (
+    convert,
+    datasets,
+    demo,
+    evaluate,
+    info,
+    measure,
+    mesh,
+    models,
+    phantom,
+    predict,
+    stats,
+    train,
+)
 
 app = typer.Typer(
     name="vemkit",
@@ -49,6 +62,9 @@ app.command("evaluate")(evaluate.evaluate_command)
 app.command("measure")(measure.measure_command)
 app.command("mesh")(mesh.mesh_command)
 app.command("stats")(stats.stats_command)
+app.command("train")(train.train_command)
+app.command("predict")(predict.predict_command)
+app.add_typer(models.models_app, name="models")
 
 
 def main() -> None:

@@ -1,0 +1,91 @@
+"""``vemkit models list`` and ``vemkit models show NAME``: the shipped models."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from vemkit.cli.common import handle_errors
+from vemkit.pipelines.models import key_metrics, model_card, model_summaries
+
+models_app = typer.Typer(
+    name="models",
+    help="Shipped pretrained models: list them, show a model card.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _voxel(value: Any) -> str:
+    return "×".join(f"{v:g}" for v in value) if value else "input grid"
+
+
+@models_app.command("list")
+@handle_errors
+def models_list_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+) -> None:
+    """Table of the shipped models: name, task, voxel size (nm) and held-out metrics."""
+    rows = model_summaries()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        typer.echo("no shipped models")
+        return
+    header = f"{'name':16s} {'task':22s} {'target':20s} {'voxel size nm':16s} held-out metrics"
+    typer.echo(header)
+    for row in rows:
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in row["metrics"].items()) or "-"
+        typer.echo(
+            f"{row['name']:16s} {row['task'][:22]:22s} {row['target']:20s} "
+            f"{_voxel(row['voxel_size_nm']):16s} {metrics}"
+        )
+
+
+@models_app.command("show")
+@handle_errors
+def models_show_command(
+    name: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False,
+) -> None:
+    """Show a model card: task, target, voxel size, data, metrics, license, recipe."""
+    card = model_card(name)
+    if as_json:
+        typer.echo(json.dumps(card, indent=2))
+        return
+    target = card.get("target") or {}
+    lines = [
+        f"{card.get('name', name)} — {card.get('task', '')}",
+        f"  {card.get('description', '')}".rstrip(),
+        f"  path: {card['path']}",
+        f"  target: {target.get('type')}; channels: {', '.join(card.get('channels') or [])}",
+        f"  voxel size: {_voxel(card.get('voxel_size_nm'))} nm (inputs are resampled to it)",
+        f"  network: {card['network'].get('dims')}D U-Net, depth {card['network'].get('depth')}, "
+        f"{card['network'].get('base_channels')} base channels, norm {card['network'].get('norm')}",
+    ]
+    for entry in card.get("training_data") or []:
+        lines.append(f"  trained on: {json.dumps(entry)}")
+    for entry in card.get("test_data") or []:
+        lines.append(f"  held out: {json.dumps(entry)}")
+    metrics = key_metrics(card)
+    if metrics:
+        lines.append("  held-out metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    training = card.get("training") or {}
+    if training:
+        machine = training.get("machine") or {}
+        lines.append(
+            f"  training: {training.get('epochs_run')} epochs in "
+            f"{training.get('train_seconds', 0) / 60:.1f} min on {machine.get('device')} "
+            f"({machine.get('torch_threads')} threads, {machine.get('processor')})"
+        )
+    for license_text in (card.get("license") or {}).get("training_data", []):
+        lines.append(f"  training-data license: {license_text}")
+    for note in card.get("notes") or []:
+        lines.append(f"  note: {note}")
+    if card.get("command"):
+        lines.append(f"  command: {card['command']}")
+    typer.echo("\n".join(line for line in lines if line.strip()))

@@ -1,0 +1,66 @@
+"""``vemkit train CONFIG.yaml``: train a model from a recipe and write its model card."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated
+
+import torch
+import typer
+
+from vemkit.cli.common import OverwriteOption, QuietOption, cli_progress, handle_errors
+from vemkit.errors import ConfigError
+from vemkit.pipelines.train import load_train_config, run_training
+
+
+def _fmt(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+@handle_errors
+def train_command(
+    config: Annotated[
+        str, typer.Argument(help="Training recipe (YAML), e.g. recipes/mito-em.yaml.")
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Output folder (overrides 'output:' of the recipe)."),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (overrides 'device:').")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")
+    ] = None,
+    overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Train a segmentation network; writes OUTPUT/model (weights + model card) and metrics."""
+    recipe, text = load_train_config(config)
+    if device is not None:
+        recipe = recipe.model_copy(update={"device": device})
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
+    outcome = run_training(
+        recipe,
+        recipe_text=text,
+        command=shlex.join(
+            ["vemkit", "train", config]
+            + (["--output", output] if output else [])
+            + (["--device", device] if device else [])
+            + (["--threads", str(threads)] if threads else [])
+        ),
+        output=output,
+        overwrite=overwrite,
+        progress=cli_progress(quiet=quiet),
+    )
+    training = outcome.card["training"]
+    typer.echo(
+        f"trained {recipe.name} in {outcome.seconds / 60:.1f} min "
+        f"({training['epochs_run']} epochs, best {training['best_epoch']})"
+    )
+    for key, value in outcome.metrics.items():
+        typer.echo(f"  held-out {key}: {_fmt(value)}")
+    typer.echo(f"model: {outcome.model}  (use: vemkit predict {outcome.model} IN -o OUT.zarr)")

@@ -1,0 +1,57 @@
+"""The model zoo for front ends: a summary row per shipped model and each model's card."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from vemkit.ml.zoo import list_models, read_zoo_info, resolve_model
+
+__all__ = ["key_metrics", "model_card", "model_summaries"]
+
+# Held-out metrics shown in `vemkit models list`, in this order, when a card has them.
+_KEY_METRICS = (
+    ("foreground_iou", "IoU"),
+    ("foreground_dice", "Dice"),
+    ("boundary_f1", "boundary F1"),
+    ("macro_f1", "macro F1"),
+    ("weighted_f1", "weighted F1"),
+)
+
+
+def key_metrics(card: dict[str, Any]) -> dict[str, float]:
+    """Pick the headline held-out metrics of a model card (label -> value)."""
+    held_out = (card.get("metrics") or {}).get("held_out") or {}
+    found: dict[str, float] = {}
+    for key, label in _KEY_METRICS:
+        value = held_out.get(key)
+        if isinstance(value, int | float):
+            found[label] = float(value)
+    for threshold, value in (held_out.get("object_f1_at") or {}).items():
+        if threshold == "0.5" and isinstance(value, int | float):
+            found["F1@0.5"] = float(value)
+    return found
+
+
+def model_summaries() -> list[dict[str, Any]]:
+    """One row per shipped model: name, task, target, voxel size (nm), key metrics."""
+    rows = []
+    for name in list_models():
+        config, card = read_zoo_info(name)
+        rows.append(
+            {
+                "name": name,
+                "task": card.get("task", ""),
+                "target": (card.get("target") or {}).get("type", ""),
+                "dims": config.dims,
+                "voxel_size_nm": card.get("voxel_size_nm"),
+                "metrics": key_metrics(card),
+            }
+        )
+    return rows
+
+
+def model_card(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return the card of a shipped model (by name) or of a model folder, with its location."""
+    config, card = read_zoo_info(name_or_path)
+    return {**card, "network": config.to_dict(), "path": str(resolve_model(name_or_path))}

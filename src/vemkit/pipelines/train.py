@@ -1,0 +1,1392 @@
+"""``vemkit train CONFIG.yaml``: train a segmentation network from a recipe, ship a model card.
+
+A recipe (:class:`TrainConfig`, YAML) names the training, validation and held-out test
+data, the annotation sparsity, the target, the network, the optimisation and the
+augmentation. :func:`run_training`
+
+1. loads every source (a shared dataset by name, or image/label files) and resamples it
+   to the recipe's ``voxel_size_nm`` (images linearly, labels by nearest voxel, with
+   :func:`vemkit.ml.predict.resample_to_shape`, the resampling ``vemkit predict`` uses);
+2. fits the intensity normalisation on the training images;
+3. trains with :func:`vemkit.ml.train.train` (best and last checkpoints, early stopping
+   on the validation region);
+4. predicts each held-out test region at its *own* voxel size with
+   :func:`vemkit.pipelines.predict.predict_block` — the code path of ``vemkit predict`` —
+   and scores it against the ground truth (foreground IoU / Dice, object F1 after
+   instance segmentation, per-class F1 for multi-class targets);
+5. writes ``OUTPUT/model/`` (weights + model card), ``OUTPUT/recipe.yaml`` (the exact
+   recipe), ``OUTPUT/metrics.json`` and ``OUTPUT/checkpoints/``.
+
+Z ranges are half-open section ranges ``[start, stop)`` like Python slices:
+``z_range: [0, 9]`` is sections 0–8.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import logging
+import math
+import os
+import platform
+import re
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import yaml
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import vemkit
+from vemkit.datasets.catalog import dataset_info, load_layer
+from vemkit.errors import ConfigError, InvalidVolumeError, VolumeNotFoundError
+from vemkit.geometry import Box, VoxelSize
+from vemkit.io.layer import Layer
+from vemkit.io.registry import open_layer
+from vemkit.measure.metrics import evaluate
+from vemkit.ml.augment import Augmenter
+from vemkit.ml.checkpoint import load_weights, read_model_info, save_model
+from vemkit.ml.losses import BCEDiceLoss, CrossEntropyLoss, RegressionLoss
+from vemkit.ml.networks import UNetConfig, build_network, count_parameters, freeze_encoder
+from vemkit.ml.normalize import Normalization, fit_normalization
+from vemkit.ml.predict import resample_to_shape
+from vemkit.ml.sampling import PatchDataset, PatchSampler
+from vemkit.ml.sparse import sparse_plane_mask
+from vemkit.ml.targets import (
+    Target,
+    binary_target,
+    boundary_target,
+    foreground_boundary_target,
+    semantic_target,
+    signed_distance_target,
+)
+from vemkit.ml.train import TrainResult, train
+from vemkit.ml.zoo import resolve_model
+from vemkit.pipelines.predict import (
+    InstanceMethod,
+    ModelSpec,
+    default_channels,
+    predict_block,
+    segment_instances,
+)
+from vemkit.progress import Progress
+
+__all__ = [
+    "AugmentSettings",
+    "DataSource",
+    "EvaluationSettings",
+    "NetworkSettings",
+    "OptimizerSettings",
+    "PredictionSettings",
+    "SparseAnnotation",
+    "TargetSettings",
+    "TrainConfig",
+    "TrainingOutcome",
+    "build_model",
+    "load_train_config",
+    "run_training",
+]
+
+log = logging.getLogger(__name__)
+
+RECIPE_FILE = "recipe.yaml"
+METRICS_FILE = "metrics.json"
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints"
+
+_MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSource(_Settings):
+    """One image/labels pair: a shared dataset by name, or two files.
+
+    ``dataset`` given: ``image`` and ``labels`` are file stems or roles of that shared
+    dataset (``vemkit datasets``), and its ``dataset.json`` gives the voxel size and the
+    license. Otherwise they are paths (any format ``vemkit info`` reads) and
+    ``voxel_size`` is needed unless the files record it.
+    """
+
+    dataset: str | None = None
+    image: str
+    labels: str
+    z_range: tuple[int, int] | None = Field(
+        default=None, description="Sections [start, stop) along z (half-open)."
+    )
+    voxel_size: tuple[float, float, float] | None = Field(
+        default=None, description="Voxel size in nm (z, y, x); overrides the files."
+    )
+    ignore_value: int | None = Field(
+        default=None, description="Label value of unannotated voxels (ignored by the loss)."
+    )
+
+    @field_validator("z_range")
+    @classmethod
+    def _check_z_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not 0 <= value[0] < value[1]:
+            raise ValueError(f"z_range must be [start, stop) with 0 <= start < stop, got {value}")
+        return value
+
+    @field_validator("voxel_size")
+    @classmethod
+    def _check_voxel_size(
+        cls, value: tuple[float, float, float] | None
+    ) -> tuple[float, float, float] | None:
+        if value is not None and not all(math.isfinite(v) and v > 0 for v in value):
+            raise ValueError(f"voxel_size must be three positive numbers in nm, got {value}")
+        return value
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description for the model card."""
+        return self.model_dump(exclude_none=True)
+
+
+class SparseAnnotation(_Settings):
+    """Simulate sparse annotation of the training data (for experiments).
+
+    Only every ``every_n_planes``-th plane along ``axis`` counts as annotated, and of
+    each only ``fraction_painted`` (as brush-stroke-like blobs); the rest is ignored.
+    """
+
+    every_n_planes: int = Field(default=1, ge=1)
+    offset: int = Field(default=0, ge=0)
+    axis: Literal[0, 1, 2] = 0
+    fraction_painted: float = Field(default=1.0, gt=0.0, le=1.0)
+    stroke_px: float = Field(default=8.0, gt=0.0)
+    seed: int = 0
+
+
+class TargetSettings(_Settings):
+    """What the network learns.
+
+    ``type``:
+
+    * ``binary``: foreground (label > 0) probability;
+    * ``multiclass``: one softmax channel per class; ``classes`` maps label values to
+      class indices 0..K-1 and ``class_names`` names them;
+    * ``foreground_boundary``: foreground and object-boundary probabilities (instances
+      by boundary watershed); ``boundary_width_nm`` is the boundary width;
+    * ``signed_distance``: signed distance to the object border, clipped to
+      ``clip_nm`` (trained as ``tanh`` of distance / clip);
+    * ``boundary``: boundary probability only (membranes, neuron borders).
+    """
+
+    type: Literal["binary", "multiclass", "foreground_boundary", "signed_distance", "boundary"]
+    boundary_width_nm: float = Field(default=20.0, gt=0.0)
+    clip_nm: float = Field(default=500.0, gt=0.0)
+    classes: dict[int, int] | None = None
+    class_names: list[str] | None = None
+    class_weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _check_classes(self) -> TargetSettings:
+        if self.type == "multiclass":
+            if not self.classes:
+                raise ValueError("a multiclass target needs 'classes': {label value: class index}")
+            indices = sorted(set(self.classes.values()))
+            if indices != list(range(len(indices))):
+                raise ValueError(
+                    f"class indices must be 0..K-1 without gaps, got {sorted(indices)}"
+                )
+            if self.class_names is not None and len(self.class_names) != len(indices):
+                raise ValueError(
+                    f"class_names has {len(self.class_names)} names for {len(indices)} classes"
+                )
+            if self.class_weights is not None and len(self.class_weights) != len(indices):
+                raise ValueError(
+                    f"class_weights has {len(self.class_weights)} values for {len(indices)} classes"
+                )
+        elif self.classes is not None or self.class_names is not None:
+            raise ValueError("classes and class_names apply to multiclass targets only")
+        return self
+
+    @property
+    def n_classes(self) -> int:
+        """Number of classes of a multiclass target (0 otherwise)."""
+        return len(set(self.classes.values())) if self.classes else 0
+
+    @property
+    def channels(self) -> tuple[str, ...]:
+        """Output channel names."""
+        if self.type == "multiclass" and self.class_names:
+            return tuple(self.class_names)
+        return default_channels(self.type, self.n_classes)
+
+
+class NetworkSettings(_Settings):
+    """The fields of :class:`vemkit.ml.networks.UNetConfig` (channels come from the target).
+
+    Prefer ``norm: batch`` with ``batch_size >= 8`` for 2D models: its statistics are
+    fixed at prediction, so tiled prediction equals whole-plane prediction; group norm
+    computes statistics per window and gave worse tiled predictions in our tests.
+    """
+
+    dims: Literal[2, 3] = 2
+    depth: int = Field(default=4, ge=1, le=8)
+    base_channels: int = Field(default=16, ge=1)
+    channel_growth: float = Field(default=2.0, ge=1.0)
+    norm: Literal["group", "batch", "instance"] | None = "batch"
+    norm_groups: int = Field(default=8, ge=1)
+    residual: bool = False
+    anisotropic_levels: int = Field(default=0, ge=0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    backend: Literal["vemkit", "monai"] = "vemkit"
+    architecture: Literal["unet", "segresnet", "swinunetr"] = "unet"
+
+
+class OptimizerSettings(_Settings):
+    """Optimiser and learning-rate schedule (stepped once per epoch)."""
+
+    name: Literal["adam", "adamw", "sgd"] = "adamw"
+    learning_rate: float = Field(default=1e-3, gt=0.0)
+    weight_decay: float = Field(default=1e-4, ge=0.0)
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0)
+    schedule: Literal["constant", "cosine", "plateau"] = "cosine"
+    grad_clip_norm: float | None = Field(default=None, gt=0.0)
+
+
+class AugmentSettings(_Settings):
+    """Augmentation switches (see :class:`vemkit.ml.augment.Augmenter`).
+
+    ``missing_section_p`` and ``misalignment_p`` imitate serial-section defects and
+    apply to 3D patches.
+    """
+
+    enabled: bool = True
+    flip: bool = True
+    rot90: bool = True
+    rotation_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    elastic_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    contrast_p: float = Field(default=0.5, ge=0.0, le=1.0)
+    gamma_p: float = Field(default=0.3, ge=0.0, le=1.0)
+    noise_p: float = Field(default=0.3, ge=0.0, le=1.0)
+    blur_p: float = Field(default=0.2, ge=0.0, le=1.0)
+    missing_section_p: float = Field(default=0.0, ge=0.0, le=1.0)
+    misalignment_p: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class NormalizationSettings(_Settings):
+    """Intensity normalisation, fitted once on the training images."""
+
+    mode: Literal["percentile", "meanstd", "none"] = "percentile"
+    lower_percentile: float = Field(default=1.0, ge=0.0, le=100.0)
+    upper_percentile: float = Field(default=99.8, ge=0.0, le=100.0)
+    clip: bool = False
+
+
+class EvaluationSettings(_Settings):
+    """How the held-out test regions are scored after training.
+
+    ``instances`` turns the predicted maps into objects for object-level F1:
+    ``boundary_watershed_3d`` (foreground/boundary targets; objects continue across
+    sections, like 3D ground-truth instances), ``boundary_watershed_2d`` (per section,
+    for 2D ground truth), ``connected_components_3d`` or ``none``.
+    """
+
+    instances: InstanceMethod = "boundary_watershed_3d"
+    foreground_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    boundary_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    min_size_nm3: float = Field(default=0.0, ge=0.0)
+    iou_thresholds: tuple[float, ...] = (0.5, 0.75)
+    ground_truth_instances: list[str] | None = Field(
+        default=None,
+        description="Per test source: the instance label file to score objects against "
+        "(default: the source's labels).",
+    )
+    calibrate_thresholds: bool = Field(
+        default=False,
+        description="Choose foreground_threshold and boundary_threshold for the best mean of "
+        "foreground IoU and object F1@0.5 on the validation sources after training (binary "
+        "targets: best IoU); the test data is not used.",
+    )
+    boundary_dilation_px: int = Field(
+        default=0, ge=0, description="Boundary targets: tolerance in pixels for boundary F1."
+    )
+
+
+class PredictionSettings(_Settings):
+    """Tiling used by ``vemkit predict`` and by the held-out evaluation (stored in the card)."""
+
+    tile: int = Field(default=512, ge=16, description="Largest window edge (model voxels).")
+    overlap: float = Field(default=0.125, ge=0.0, lt=1.0)
+    batch_size: int = Field(default=2, ge=1)
+
+
+class TrainConfig(_Settings):
+    """A training recipe; load it with :func:`load_train_config`.
+
+    See ``recipes/mito-em.yaml`` for a complete example. Sizes are in voxels of the
+    training voxel size (``voxel_size_nm``, or the data's own), physical lengths in nm.
+    """
+
+    name: str = Field(description="Model name: lower-case letters, digits, '-', '_', '.'.")
+    task: str = Field(description="What the model segments, e.g. 'mitochondria'.")
+    description: str = ""
+    notes: list[str] = Field(default_factory=list)
+    train: list[DataSource] = Field(min_length=1)
+    validation: list[DataSource] = Field(default_factory=list)
+    test: list[DataSource] = Field(default_factory=list)
+    voxel_size_nm: tuple[float, float, float] | None = Field(
+        default=None,
+        description="Train at this voxel size (nm, z, y, x); data is resampled to it and "
+        "`vemkit predict` resamples inputs to it.",
+    )
+    normalization: NormalizationSettings = NormalizationSettings()
+    sparse: SparseAnnotation | None = None
+    target: TargetSettings
+    network: NetworkSettings = NetworkSettings()
+    patch_shape: tuple[int, ...] = (128, 128)
+    batch_size: int = Field(default=8, ge=1)
+    epochs: int = Field(default=20, ge=1)
+    samples_per_epoch: int = Field(default=256, ge=1)
+    validation_samples: int = Field(default=64, ge=1)
+    foreground_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    optimizer: OptimizerSettings = OptimizerSettings()
+    augment: AugmentSettings = AugmentSettings()
+    early_stopping_patience: int | None = Field(default=None, ge=1)
+    max_train_minutes: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Wall-clock budget: no new epoch starts after this many minutes.",
+    )
+    seed: int = Field(default=0, ge=0)
+    device: str = "cpu"
+    output: str = Field(default="", description="Output folder (default: models/<name>).")
+    init_from: str | None = Field(
+        default=None, description="Shipped model name or model folder to start from."
+    )
+    freeze_encoder: bool = False
+    evaluation: EvaluationSettings = EvaluationSettings()
+    prediction: PredictionSettings = PredictionSettings()
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _MODEL_NAME.match(value):
+            raise ValueError(
+                f"name {value!r} must be lower-case letters, digits, '-', '_' or '.', "
+                "starting with a letter or digit (e.g. 'mito-em')"
+            )
+        return value
+
+    @field_validator("voxel_size_nm")
+    @classmethod
+    def _check_voxel_size(
+        cls, value: tuple[float, float, float] | None
+    ) -> tuple[float, float, float] | None:
+        if value is not None and not all(math.isfinite(v) and v > 0 for v in value):
+            raise ValueError(f"voxel_size_nm must be three positive numbers, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> TrainConfig:
+        dims = self.network.dims
+        if len(self.patch_shape) != dims or any(p < 1 for p in self.patch_shape):
+            raise ValueError(
+                f"patch_shape {list(self.patch_shape)} must have {dims} positive sizes for a "
+                f"{dims}D network"
+            )
+        if dims == 2 and self.network.anisotropic_levels:
+            raise ValueError("network.anisotropic_levels applies to 3D networks only")
+        if self.network.norm == "batch" and self.batch_size < 2:
+            raise ValueError("norm: batch needs batch_size >= 2 (8 or more is better)")
+        if self.freeze_encoder and self.init_from is None:
+            raise ValueError("freeze_encoder needs init_from (a model to take the encoder from)")
+        gt = self.evaluation.ground_truth_instances
+        if gt is not None and len(gt) != len(self.test):
+            raise ValueError(
+                f"evaluation.ground_truth_instances has {len(gt)} entries for "
+                f"{len(self.test)} test sources"
+            )
+        return self
+
+    def output_folder(self) -> Path:
+        """Return the output folder (``output``, or ``models/<name>``)."""
+        return Path(self.output) if self.output else Path("models") / self.name
+
+    def unet_config(self) -> UNetConfig:
+        """Build the network config: the ``network`` fields plus channels from the target."""
+        fields = self.network.model_dump()
+        out_channels = len(self.target.channels)
+        return UNetConfig(in_channels=1, out_channels=out_channels, **fields)
+
+
+def _format_validation_error(error: ValidationError, where: str) -> str:
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling; see recipes/*.yaml)"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        parts.append(f"{location}: {message}")
+    return f"invalid training config {where}: " + "; ".join(parts)
+
+
+def parse_train_config(data: Mapping[str, Any], *, where: str = "") -> TrainConfig:
+    """Validate a mapping (e.g. parsed YAML) as a :class:`TrainConfig`.
+
+    Raises
+    ------
+    ConfigError
+        With one line per problem, naming the field (``target.type: ...``).
+    """
+    try:
+        return TrainConfig.model_validate(dict(data))
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(error, where or "(mapping)")) from None
+    except ConfigError as error:
+        raise ConfigError(f"invalid training config {where}: {error}") from None
+
+
+def load_train_config(path: str | os.PathLike[str]) -> tuple[TrainConfig, str]:
+    """Read a YAML recipe.
+
+    Returns
+    -------
+    config : TrainConfig
+        The validated recipe.
+    text : str
+        The file's exact text (kept in the model card for provenance).
+
+    Raises
+    ------
+    VolumeNotFoundError
+        No such file.
+    ConfigError
+        Not YAML, not a mapping, or a field is wrong or unknown.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise VolumeNotFoundError(f"no training config at {str(file)!r}; give a YAML recipe")
+    text = file.read_text(encoding="utf-8")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{str(file)!r} is not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{str(file)!r} must hold a mapping of settings (name:, train:, target: ...)"
+        )
+    return parse_train_config(data, where=repr(str(file))), text
+
+
+# --- data ------------------------------------------------------------------------------------
+@dataclass
+class LoadedSource:
+    """One source in memory at the training voxel size (and at its own)."""
+
+    source: DataSource
+    image: NDArray[Any]
+    labels: NDArray[Any]
+    voxel_size: VoxelSize
+    native_voxel_size: VoxelSize
+    license: str
+    files: dict[str, str]
+
+
+def _open_pair(source: DataSource) -> tuple[Layer, Layer, str]:
+    voxel = VoxelSize.coerce(source.voxel_size) if source.voxel_size else None
+    if source.dataset is not None:
+        image = load_layer(source.dataset, source.image)
+        labels = load_layer(source.dataset, source.labels)
+        if voxel is not None:
+            image = image.with_data(image.data, voxel_size=voxel)
+            labels = labels.with_data(labels.data, voxel_size=voxel)
+        return image, labels, dataset_info(source.dataset).license
+    image = open_layer(source.image, voxel_size=voxel)
+    labels = open_layer(source.labels, voxel_size=voxel, kind="labels")
+    return image, labels, "user data (license not recorded)"
+
+
+def _read(layer: Layer, z_range: tuple[int, int] | None, what: str) -> NDArray[Any]:
+    if layer.axes not in ("zyx", "yx"):
+        raise InvalidVolumeError(
+            f"{what} has axes {layer.axes!r}; training needs single-channel (Z, Y, X) volumes"
+        )
+    if layer.axes == "yx":
+        if z_range not in (None, (0, 1)):
+            raise ConfigError(f"{what} is a 2D image; drop its z_range")
+        return layer.read()[None]
+    if z_range is None:
+        return layer.read()
+    depth = layer.spatial_shape[0]
+    if z_range[1] > depth:
+        raise ConfigError(
+            f"z_range {list(z_range)} of {what} goes beyond its {depth} sections (0..{depth - 1})"
+        )
+    offset = layer.box.offset
+    box = Box(
+        (offset[0] + z_range[0], *offset[1:]),
+        (z_range[1] - z_range[0], *layer.spatial_shape[1:]),
+    )
+    return layer.read(box)
+
+
+def load_source(
+    source: DataSource,
+    *,
+    voxel_size_nm: Sequence[float] | None = None,
+    native: bool = False,
+    planar: bool = False,
+) -> LoadedSource:
+    """Read a source (its ``z_range``) and resample it to ``voxel_size_nm``.
+
+    Parameters
+    ----------
+    source : DataSource
+        Which data.
+    voxel_size_nm : sequence of float, optional
+        Resample to this voxel size (images linearly, labels by nearest voxel).
+    native : bool
+        Keep the data's own voxel size (for held-out evaluation).
+    planar : bool
+        Resample y and x only (2D networks): z keeps its own voxel size.
+    """
+    image_layer, label_layer, license_text = _open_pair(source)
+    where = f"{source.dataset + ':' if source.dataset else ''}{source.image}"
+    if image_layer.metadata.get("voxel_size_from") == "unknown":
+        raise ConfigError(
+            f"{where} does not record its voxel size; add voxel_size: [z, y, x] (nm) to the source"
+        )
+    image = _read(image_layer, source.z_range, where)
+    labels = _read(label_layer, source.z_range, f"labels {source.labels!r}")
+    if image.shape != labels.shape:
+        raise InvalidVolumeError(
+            f"image {where} {image.shape} and labels {source.labels!r} {labels.shape} differ "
+            "in shape"
+        )
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+        raise InvalidVolumeError(
+            f"labels {source.labels!r} must be integers (0 = background), got {labels.dtype}"
+        )
+    native_size = image_layer.voxel_size
+    size = native_size
+    if voxel_size_nm is not None and not native:
+        target_nm = tuple(float(v) for v in voxel_size_nm)
+        if planar:
+            target_nm = (native_size.z, *target_nm[1:])
+        size = VoxelSize.coerce(target_nm)
+        shape = tuple(
+            max(1, round(n * s / t))
+            for n, s, t in zip(image.shape, native_size.as_tuple(), size.as_tuple(), strict=True)
+        )
+        if shape != image.shape:
+            log.info("resampling %s from %s to %s", where, image.shape, shape)
+            image = resample_to_shape(image, shape, order=1)
+            labels = resample_to_shape(labels, shape, order=0).astype(labels.dtype)
+    files = {"image": source.image, "labels": source.labels}
+    return LoadedSource(source, image, labels, size, native_size, license_text, files)
+
+
+# --- targets, losses, metrics ----------------------------------------------------------------
+def _target_fn(target: TargetSettings, spacing: tuple[float, ...]) -> Callable[..., Target]:
+    width = target.boundary_width_nm
+    if target.type == "binary":
+        return binary_target
+    if target.type == "multiclass":
+        return functools.partial(semantic_target, classes=dict(target.classes or {}))
+    if target.type == "foreground_boundary":
+        return functools.partial(
+            foreground_boundary_target, width_nm=width, voxel_size=spacing, border_unknown=True
+        )
+    if target.type == "boundary":
+        return functools.partial(
+            boundary_target, width_nm=width, voxel_size=spacing, border_unknown=True
+        )
+    return functools.partial(
+        signed_distance_target,
+        clip_nm=target.clip_nm,
+        voxel_size=spacing,
+        normalize=True,
+        border_unknown=True,
+    )
+
+
+def _loss(target: TargetSettings) -> torch.nn.Module:
+    if target.type == "multiclass":
+        return CrossEntropyLoss(class_weights=target.class_weights)
+    if target.type == "signed_distance":
+        return RegressionLoss(kind="smooth_l1", beta=0.1, activation="tanh")
+    return BCEDiceLoss()
+
+
+def _metric(target: TargetSettings) -> Callable[..., float]:
+    """Return the validation metric (higher is better): IoU of channel 0 or macro IoU."""
+
+    def binary_iou(prediction: torch.Tensor, truth: torch.Tensor, valid: Any) -> float:
+        mask = torch.ones_like(truth[:, 0], dtype=torch.bool) if valid is None else valid.bool()
+        if mask.ndim == prediction.ndim:
+            mask = mask[:, 0]
+        predicted = (prediction[:, 0] > 0) & mask
+        actual = (truth[:, 0] > 0.5) & mask
+        union = int((predicted | actual).sum())
+        return 1.0 if union == 0 else int((predicted & actual).sum()) / union
+
+    def class_iou(prediction: torch.Tensor, truth: torch.Tensor, valid: Any) -> float:
+        mask = torch.ones_like(truth, dtype=torch.bool) if valid is None else valid.bool()
+        predicted = prediction.argmax(1)
+        scores = []
+        for index in range(prediction.shape[1]):
+            p, t = (predicted == index) & mask, (truth == index) & mask
+            union = int((p | t).sum())
+            if union:
+                scores.append(int((p & t).sum()) / union)
+        return float(np.mean(scores)) if scores else 1.0
+
+    def distance_score(prediction: torch.Tensor, truth: torch.Tensor, valid: Any) -> float:
+        mask = torch.ones_like(truth, dtype=torch.bool) if valid is None else valid.bool()
+        mask = mask.expand_as(truth) if mask.ndim == truth.ndim else mask[:, None]
+        error = (torch.tanh(prediction) - truth).abs()[mask]
+        return -float(error.mean()) if error.numel() else 0.0
+
+    if target.type == "multiclass":
+        return class_iou
+    if target.type == "signed_distance":
+        return distance_score
+    return binary_iou
+
+
+class _MixedPatches(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
+    """Several :class:`PatchDataset` as one; ``set_epoch`` reaches all of them."""
+
+    def __init__(self, parts: Sequence[PatchDataset]) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0, *(len(p) for p in self.parts)])
+
+    def set_epoch(self, epoch: int) -> None:
+        for part in self.parts:
+            part.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        part = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.parts[part][index - int(self.offsets[part])]
+
+
+def _split_samples(total: int, weights: Sequence[int]) -> list[int]:
+    weights_array = np.asarray(weights, dtype=np.float64)
+    shares = np.maximum(1, np.round(total * weights_array / weights_array.sum())).astype(int)
+    return [int(s) for s in shares]
+
+
+def _patch_datasets(
+    config: TrainConfig,
+    sources: Sequence[LoadedSource],
+    *,
+    total: int,
+    normalization: Normalization,
+    training: bool,
+) -> _MixedPatches:
+    dims = config.network.dims
+    parts = []
+    valids = []
+    for index, loaded in enumerate(sources):
+        valid = None
+        if training and config.sparse is not None:
+            sparse = config.sparse
+            valid = sparse_plane_mask(
+                loaded.labels.shape,
+                every_n=sparse.every_n_planes,
+                axis=sparse.axis,
+                offset=sparse.offset,
+                fraction_painted=sparse.fraction_painted,
+                stroke_px=sparse.stroke_px,
+                seed=sparse.seed + index,
+            )
+        valids.append(valid)
+    sizes = [
+        int(np.count_nonzero(v)) if v is not None else int(s.labels.size)
+        for v, s in zip(valids, sources, strict=True)
+    ]
+    counts = _split_samples(total, sizes)
+    for index, (loaded, valid, count) in enumerate(zip(sources, valids, counts, strict=True)):
+        spacing = loaded.voxel_size.as_tuple()
+        patch_spacing = spacing[1:] if dims == 2 else spacing
+        sampler = PatchSampler(
+            loaded.image,
+            loaded.labels,
+            patch_shape=config.patch_shape,
+            axis=0,
+            valid=valid,
+            ignore_value=loaded.source.ignore_value,
+            foreground_fraction=config.foreground_fraction,
+            foreground=_foreground(config.target, loaded.labels),
+        )
+        augment = None
+        if training and config.augment.enabled:
+            settings = config.augment
+            augment = Augmenter(
+                voxel_size=patch_spacing,
+                flip=settings.flip,
+                rot90=settings.rot90,
+                rotation_p=settings.rotation_p,
+                elastic_p=settings.elastic_p,
+                contrast_p=settings.contrast_p,
+                gamma_p=settings.gamma_p,
+                noise_p=settings.noise_p,
+                blur_p=settings.blur_p,
+                missing_section_p=settings.missing_section_p,
+                misalignment_p=settings.misalignment_p,
+            )
+        parts.append(
+            PatchDataset(
+                sampler,
+                samples_per_epoch=count,
+                seed=config.seed * 1000 + index + (0 if training else 500),
+                normalization=normalization,
+                augment=augment,
+                target_fn=_target_fn(config.target, patch_spacing),
+            )
+        )
+    return _MixedPatches(parts)
+
+
+def _foreground(target: TargetSettings, labels: NDArray[Any]) -> NDArray[np.bool_] | None:
+    """Voxels to centre a share of the patches on (multi-class: every non-majority class)."""
+    if target.type != "multiclass" or not target.classes:
+        return None
+    values, counts = np.unique(labels, return_counts=True)
+    majority = values[np.argmax(counts)]
+    return np.asarray(labels != majority)
+
+
+# --- model -----------------------------------------------------------------------------------
+def build_model(config: TrainConfig) -> tuple[torch.nn.Module, UNetConfig, dict[str, Any]]:
+    """Build the network to train: fresh (seeded), or the weights of ``init_from``.
+
+    Returns
+    -------
+    network : torch.nn.Module
+        On the CPU, in training mode (encoder frozen when ``freeze_encoder``).
+    unet_config : UNetConfig
+        Its config.
+    init : dict
+        Where the weights came from (for the model card).
+    """
+    if config.init_from is None:
+        unet = config.unet_config()
+        return build_network(unet, seed=config.seed), unet, {"init": "random", "seed": config.seed}
+    folder = resolve_model(config.init_from)
+    source_config, source_card = read_model_info(folder)
+    wanted = len(config.target.channels)
+    if source_config.out_channels != wanted:
+        raise ConfigError(
+            f"init_from model {config.init_from!r} has {source_config.out_channels} output "
+            f"channels but the {config.target.type} target needs {wanted}; fine-tune from a "
+            "model with the same target type"
+        )
+    network = build_network(source_config, seed=config.seed)
+    load_weights(folder, network)
+    network.train()
+    info: dict[str, Any] = {
+        "init": "from_model",
+        "init_from": config.init_from,
+        "init_model_name": source_card.get("name", folder.name),
+        "freeze_encoder": config.freeze_encoder,
+    }
+    if config.freeze_encoder:
+        info["frozen_parameters"] = freeze_encoder(network)
+    if "network" in config.model_fields_set:
+        log.warning(
+            "init_from: the network section is ignored; the architecture of %s is used",
+            config.init_from,
+        )
+    return network, source_config, info
+
+
+def _optimizer(
+    config: TrainConfig, network: torch.nn.Module
+) -> tuple[torch.optim.Optimizer, Any | None]:
+    settings = config.optimizer
+    parameters = [p for p in network.parameters() if p.requires_grad]
+    optimizer: torch.optim.Optimizer
+    if settings.name == "adam":
+        optimizer = torch.optim.Adam(
+            parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+    elif settings.name == "adamw":
+        optimizer = torch.optim.AdamW(
+            parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+    else:
+        optimizer = torch.optim.SGD(
+            parameters,
+            lr=settings.learning_rate,
+            momentum=settings.momentum,
+            weight_decay=settings.weight_decay,
+        )
+    scheduler: Any | None = None
+    if settings.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=config.epochs, eta_min=settings.learning_rate * 0.02
+        )
+    elif settings.schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=3)
+    return optimizer, scheduler
+
+
+# --- evaluation ------------------------------------------------------------------------------
+def _score_source(
+    config: TrainConfig,
+    network: torch.nn.Module,
+    spec: ModelSpec,
+    loaded: LoadedSource,
+    *,
+    evaluation: EvaluationSettings,
+    instance_labels: str | None,
+    device: str,
+) -> dict[str, Any]:
+    """Predict one held-out region (at its own voxel size) and score it."""
+    start = time.perf_counter()
+    maps = predict_block(
+        network, loaded.image, spec=spec, voxel_size=loaded.voxel_size, device=device
+    )
+    seconds = time.perf_counter() - start
+    size = loaded.voxel_size
+    labels = loaded.labels
+    ignore = loaded.source.ignore_value
+    result: dict[str, Any] = {
+        "data": loaded.source.describe(),
+        "shape": list(labels.shape),
+        "voxel_size_nm": list(size.as_tuple()),
+        "prediction_seconds": round(seconds, 2),
+        "prediction_mvoxel_per_s": round(labels.size / max(seconds, 1e-9) / 1e6, 3),
+    }
+    target = config.target
+    if target.type == "multiclass":
+        lookup = dict(target.classes or {})
+        truth = np.full(labels.shape, -1, dtype=np.int64)
+        for value, index in lookup.items():
+            truth[labels == value] = index
+        predicted = maps.argmax(0).astype(np.int64)
+        unknown = truth < 0
+        if ignore is not None:
+            unknown |= labels == ignore
+        truth[unknown] = len(spec.channels)
+        scores = evaluate(
+            predicted,
+            truth,
+            voxel_size=size,
+            instance=False,
+            classes=tuple(range(len(spec.channels))),
+            ignore_label=len(spec.channels),
+            thresholds=evaluation.iou_thresholds,
+        )
+        per_class = {}
+        for index, name in enumerate(spec.channels):
+            entry = scores["per_class"].get(str(index)) or scores["per_class"].get(index) or {}
+            per_class[name] = {
+                k: entry.get(k) for k in ("f1", "iou", "precision", "recall", "support")
+            }
+        result.update(
+            macro_f1=scores["dice"],
+            weighted_f1=scores["weighted_f1"],
+            per_class=per_class,
+            class_mapping={str(k): spec.channels[v] for k, v in lookup.items()},
+        )
+        return result
+    if target.type == "signed_distance":
+        predicted_fg = (maps[0] > 0).astype(np.uint8)
+    elif target.type == "boundary":
+        predicted_fg = (maps[0] > evaluation.boundary_threshold).astype(np.uint8)
+    else:
+        predicted_fg = (maps[0] > evaluation.foreground_threshold).astype(np.uint8)
+    truth_fg = (labels > 0).astype(np.uint8)
+    ignore_label = None
+    if ignore is not None:
+        truth_fg[labels == ignore] = 2
+        ignore_label = 2
+    if target.type == "boundary" and evaluation.boundary_dilation_px:
+        result["boundary_tolerance_px"] = evaluation.boundary_dilation_px
+    semantic = evaluate(
+        predicted_fg,
+        truth_fg,
+        voxel_size=size,
+        instance=False,
+        classes=(1,),
+        ignore_label=ignore_label,
+        thresholds=evaluation.iou_thresholds,
+    )
+    key = "boundary" if target.type == "boundary" else "foreground"
+    result.update(
+        {
+            f"{key}_iou": semantic["iou"],
+            f"{key}_dice": semantic["dice"],
+            f"{key}_precision": semantic["precision"],
+            f"{key}_recall": semantic["recall"],
+            f"{key}_f1": semantic["dice"],
+        }
+    )
+    if evaluation.instances != "none" and target.type in ("binary", "foreground_boundary"):
+        if instance_labels is not None:
+            gt_source = loaded.source.model_copy(update={"labels": instance_labels})
+            truth = load_source(gt_source, native=True).labels
+        else:
+            truth = labels
+        objects = segment_instances(
+            maps,
+            spec=spec,
+            voxel_size=size,
+            method=evaluation.instances,
+            foreground_threshold=evaluation.foreground_threshold,
+            boundary_threshold=evaluation.boundary_threshold,
+            min_size_nm3=evaluation.min_size_nm3,
+        )
+        instance_scores = evaluate(
+            objects,
+            truth,
+            voxel_size=size,
+            instance=True,
+            thresholds=evaluation.iou_thresholds,
+            ignore_label=ignore,
+        )
+        result.update(
+            instance_method=evaluation.instances,
+            instance_ground_truth=instance_labels or loaded.source.labels,
+            n_pred=instance_scores["n_pred"],
+            n_gt=instance_scores["n_gt"],
+            object_f1_at=dict(instance_scores["f1_at"]),
+            # foreground of the final segmentation (after min_size_nm3), for reference
+            instances_foreground_iou=instance_scores["iou"],
+            instances_foreground_dice=instance_scores["dice"],
+            instance_thresholds={
+                "foreground": evaluation.foreground_threshold,
+                "boundary": evaluation.boundary_threshold,
+            },
+        )
+    return result
+
+
+def _calibrate(
+    config: TrainConfig,
+    network: torch.nn.Module,
+    spec: ModelSpec,
+    sources: Sequence[LoadedSource],
+    *,
+    device: str,
+) -> dict[str, Any]:
+    """Pick the thresholds best for (foreground IoU + object F1@0.5) / 2 on validation data.
+
+    Only the validation sources are used, at their own voxel size, through
+    :func:`predict_block` like the held-out evaluation.
+    """
+    evaluation = config.evaluation
+    candidates = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    predicted = [
+        predict_block(network, s.image, spec=spec, voxel_size=s.voxel_size, device=device)
+        for s in sources
+    ]
+
+    def iou(threshold: float) -> float:
+        inter = union = 0
+        for maps, s in zip(predicted, sources, strict=True):
+            known = np.ones(s.labels.shape, bool)
+            if s.source.ignore_value is not None:
+                known = s.labels != s.source.ignore_value
+            a, b = (maps[0] > threshold) & known, (s.labels > 0) & known
+            inter += int(np.count_nonzero(a & b))
+            union += int(np.count_nonzero(a | b))
+        return inter / union if union else 1.0
+
+    if "boundary" not in spec.channels or evaluation.instances == "none":
+        foreground = max(candidates, key=lambda t: (round(iou(t), 4), -abs(t - 0.5)))
+        return {"foreground_threshold": foreground}
+
+    def f1(foreground: float, boundary: float) -> float:
+        scores = []
+        for maps, s in zip(predicted, sources, strict=True):
+            objects = segment_instances(
+                maps,
+                spec=spec,
+                voxel_size=s.voxel_size,
+                method=evaluation.instances,
+                foreground_threshold=foreground,
+                boundary_threshold=boundary,
+                min_size_nm3=evaluation.min_size_nm3,
+            )
+            result = evaluate(
+                objects,
+                s.labels,
+                voxel_size=s.voxel_size,
+                instance=True,
+                thresholds=(0.5,),
+                ignore_label=s.source.ignore_value,
+            )
+            scores.append(result["f1_at"]["0.5"] or 0.0)
+        return float(np.mean(scores))
+
+    # One foreground threshold serves both the semantic mask and the instances, so
+    # choose the pair that is best for the mean of foreground IoU and object F1@0.5.
+    ious = {t: iou(t) for t in candidates}
+    scored = {
+        (fg, bd): (ious[fg] + f1(fg, bd)) / 2 for fg in candidates for bd in (0.3, 0.5, 0.7, 0.9)
+    }
+    foreground, boundary = max(
+        scored,
+        key=lambda pair: (round(scored[pair], 4), -abs(pair[0] - 0.5), -abs(pair[1] - 0.5)),
+    )
+    chosen: dict[str, Any] = {"foreground_threshold": foreground, "boundary_threshold": boundary}
+    log.info("thresholds chosen on the validation data: %s", chosen)
+    return chosen
+
+
+def _summarise(per_source: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Mean of each scalar metric (and of object F1 per threshold) over the test sources."""
+    summary: dict[str, Any] = {}
+    if not per_source:
+        return summary
+    keys = [k for k, v in per_source[0].items() if isinstance(v, float) and "seconds" not in k]
+    for key in keys:
+        values = [s[key] for s in per_source if isinstance(s.get(key), float)]
+        if values:
+            summary[key] = round(float(np.mean(values)), 4)
+    if "object_f1_at" in per_source[0]:
+        summary["object_f1_at"] = {
+            t: round(float(np.mean([s["object_f1_at"][t] or 0.0 for s in per_source])), 4)
+            for t in per_source[0]["object_f1_at"]
+        }
+    if "per_class" in per_source[0]:
+        summary["per_class_f1"] = {
+            name: round(float(np.mean([s["per_class"][name]["f1"] or 0.0 for s in per_source])), 4)
+            for name in per_source[0]["per_class"]
+        }
+    return summary
+
+
+# --- the pipeline ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What :func:`run_training` produced."""
+
+    output: Path
+    model: Path
+    card: dict[str, Any]
+    result: TrainResult
+    seconds: float
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The held-out summary metrics of the model card."""
+        return dict(self.card.get("metrics", {}).get("held_out", {}))
+
+
+def _prepare_output(folder: Path, *, overwrite: bool) -> None:
+    if folder.exists():
+        if not overwrite:
+            raise ConfigError(
+                f"output folder {str(folder)!r} already exists; choose another output "
+                "(output: in the recipe or --output) or pass --overwrite"
+            )
+        if any(folder.iterdir()) and not (folder / RECIPE_FILE).is_file():
+            raise ConfigError(
+                f"refusing to overwrite {str(folder)!r}: it is not a vemkit training output "
+                f"(no {RECIPE_FILE}); choose an empty or new folder"
+            )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _machine(device: str) -> dict[str, Any]:
+    return {
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_version": torch.__version__,
+        "device": device,
+        "cuda_device": torch.cuda.get_device_name(0)
+        if device.startswith("cuda") and torch.cuda.is_available()
+        else None,
+    }
+
+
+def run_training(
+    config: TrainConfig,
+    *,
+    recipe_text: str | None = None,
+    command: str | None = None,
+    output: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> TrainingOutcome:
+    """Train the model a recipe describes, evaluate it on held-out data, write the model.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The recipe.
+    recipe_text : str, optional
+        The recipe file's exact text (stored in ``recipe.yaml`` and the model card);
+        default: ``config`` dumped as YAML.
+    command : str, optional
+        The command line that ran the training (model card).
+    output : path-like, optional
+        Overrides ``config.output``.
+    overwrite : bool
+        Replace an existing training output folder.
+    progress : Progress, optional
+        One task per epoch.
+
+    Returns
+    -------
+    TrainingOutcome
+        The output folder, the model folder (``OUTPUT/model``), its card and the
+        training history.
+    """
+    start = time.perf_counter()
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    folder = Path(output) if output is not None else config.output_folder()
+    text = (
+        recipe_text
+        if recipe_text is not None
+        else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    )
+    voxel = config.voxel_size_nm
+    planar = config.network.dims == 2
+    train_sources = [load_source(s, voxel_size_nm=voxel, planar=planar) for s in config.train]
+    val_sources = [load_source(s, voxel_size_nm=voxel, planar=planar) for s in config.validation]
+    test_sources = [load_source(s, native=True) for s in config.test]
+    working_size = train_sources[0].voxel_size
+    for loaded in train_sources[1:] + val_sources:
+        compared = slice(1, 3) if planar else slice(0, 3)
+        if not np.allclose(
+            loaded.voxel_size.as_tuple()[compared], working_size.as_tuple()[compared], rtol=1e-3
+        ):
+            raise ConfigError(
+                f"training sources have different voxel sizes ({working_size} and "
+                f"{loaded.voxel_size}); set voxel_size_nm in the recipe to resample them all"
+            )
+    _prepare_output(folder, overwrite=overwrite)
+    (folder / RECIPE_FILE).write_text(text, encoding="utf-8")
+
+    norm_settings = config.normalization
+    normalization = fit_normalization(
+        np.concatenate([s.image.reshape(-1) for s in train_sources]),
+        mode=norm_settings.mode,
+        lower_percentile=norm_settings.lower_percentile,
+        upper_percentile=norm_settings.upper_percentile,
+        clip=norm_settings.clip,
+    )
+    train_data = _patch_datasets(
+        config,
+        train_sources,
+        total=config.samples_per_epoch,
+        normalization=normalization,
+        training=True,
+    )
+    generator = torch.Generator().manual_seed(config.seed)
+    train_loader = torch.utils.data.DataLoader(
+        train_data,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=generator,
+    )
+    if len(train_loader) == 0:
+        raise ConfigError(
+            f"samples_per_epoch ({config.samples_per_epoch}) is smaller than batch_size "
+            f"({config.batch_size}); raise samples_per_epoch"
+        )
+    val_loader = None
+    if val_sources:
+        val_data = _patch_datasets(
+            config,
+            val_sources,
+            total=config.validation_samples,
+            normalization=normalization,
+            training=False,
+        )
+        val_loader = torch.utils.data.DataLoader(val_data, batch_size=config.batch_size)
+
+    network, unet_config, init_info = build_model(config)
+    if unet_config.dims == 2 and torch.device(config.device).type == "cpu":
+        # oneDNN convolutions are faster on NHWC tensors (about 1.3x measured).
+        network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    optimizer, scheduler = _optimizer(config, network)
+    card: dict[str, Any] = {
+        "name": config.name,
+        "task": config.task,
+        "description": config.description,
+        "target": {
+            "type": config.target.type,
+            "boundary_width_nm": config.target.boundary_width_nm
+            if config.target.type in ("foreground_boundary", "boundary")
+            else None,
+            "clip_nm": config.target.clip_nm if config.target.type == "signed_distance" else None,
+        },
+        "channels": list(config.target.channels),
+        "classes": (
+            {str(k): config.target.channels[v] for k, v in (config.target.classes or {}).items()}
+            if config.target.type == "multiclass"
+            else None
+        ),
+        "voxel_size_nm": list(working_size.as_tuple()),
+        "normalization": normalization.to_dict(),
+        "architecture": unet_config.to_dict(),
+        "patch_shape": list(config.patch_shape),
+        "prediction": config.prediction.model_dump(),
+        "instances": config.evaluation.model_dump(
+            include={"instances", "foreground_threshold", "boundary_threshold", "min_size_nm3"}
+        ),
+        "vemkit_version": vemkit.__version__,
+    }
+    log.info(
+        "training %s: %d parameters (%d trainable), %d batches per epoch",
+        config.name,
+        count_parameters(network),
+        count_parameters(network, trainable_only=True),
+        len(train_loader),
+    )
+    train_start = time.perf_counter()
+    loss_fn = _loss(config.target)
+    metric_fn = _metric(config.target) if val_loader is not None else None
+
+    def run_until(epoch: int, resume: bool) -> TrainResult:
+        return train(
+            network,
+            train_loader,
+            val_loader,
+            loss_fn,
+            optimizer,
+            epochs=epoch,
+            checkpoint_dir=folder / CHECKPOINT_DIR,
+            device=config.device,
+            config=unet_config,
+            card=card,
+            metric_fn=metric_fn,
+            early_stopping_patience=config.early_stopping_patience,
+            scheduler=scheduler,
+            grad_clip_norm=config.optimizer.grad_clip_norm,
+            resume_from=folder / CHECKPOINT_DIR if resume else None,
+            progress=progress,
+            seed=config.seed,
+        )
+
+    stopped_by_time = False
+    if config.max_train_minutes is None:
+        result = run_until(config.epochs, resume=False)
+    else:
+        # One epoch per call, resuming from the last checkpoint (exactly like an
+        # uninterrupted run), so the wall-clock budget is checked between epochs.
+        epoch = 1
+        result = run_until(epoch, resume=False)
+        while epoch < config.epochs and not result.stopped_early:
+            if time.perf_counter() - train_start > 60.0 * config.max_train_minutes:
+                stopped_by_time = True
+                log.warning(
+                    "stopping after epoch %d: the %g min training budget is spent",
+                    epoch,
+                    config.max_train_minutes,
+                )
+                break
+            epoch += 1
+            result = run_until(epoch, resume=True)
+    train_seconds = time.perf_counter() - train_start
+
+    # The best checkpoint is the model; score it on the held-out data like `vemkit predict`.
+    load_weights(result.best_checkpoint, network)
+    network.eval()
+    spec = ModelSpec.from_card(unet_config, card, name=config.name)
+    evaluation = config.evaluation
+    calibrate = evaluation.calibrate_thresholds and config.validation
+    if calibrate and config.target.type in ("binary", "foreground_boundary"):
+        native_val = [load_source(s, native=True) for s in config.validation]
+        chosen = _calibrate(config, network, spec, native_val, device=config.device)
+        evaluation = evaluation.model_copy(update=chosen)
+        card["instances"].update(chosen, calibrated_on="validation")
+    gt_files: list[str | None] = [None] * len(test_sources)
+    if evaluation.ground_truth_instances is not None:
+        gt_files = list(evaluation.ground_truth_instances)
+    per_source = [
+        _score_source(
+            config,
+            network,
+            spec,
+            loaded,
+            evaluation=evaluation,
+            instance_labels=gt_file,
+            device=config.device,
+        )
+        for loaded, gt_file in zip(test_sources, gt_files, strict=True)
+    ]
+    held_out = _summarise(per_source)
+
+    def data_entries(sources: Sequence[LoadedSource]) -> list[dict[str, Any]]:
+        return [
+            {**s.source.describe(), "native_voxel_size_nm": list(s.native_voxel_size.as_tuple())}
+            for s in sources
+        ]
+
+    licenses = sorted({s.license for s in train_sources + val_sources})
+    card.update(
+        {
+            "training_data": data_entries(train_sources),
+            "validation_data": data_entries(val_sources),
+            "test_data": data_entries(test_sources),
+            "license": {
+                "training_data": licenses,
+                "note": "the weights derive from the training data; its license terms apply "
+                "to their use",
+            },
+            "recipe": text,
+            "command": command or f"vemkit train {RECIPE_FILE}",
+            "metrics": {"held_out": held_out, "per_source": per_source},
+            "notes": list(config.notes),
+            "training": {
+                **init_info,
+                "epochs_run": len(result.history),
+                "best_epoch": result.best_epoch,
+                "monitor": result.monitor,
+                "best_value": result.best_value,
+                "stopped_early": result.stopped_early,
+                "stopped_by_time_budget": stopped_by_time,
+                "train_seconds": round(train_seconds, 1),
+                "total_seconds": round(time.perf_counter() - start, 1),
+                "started": started,
+                "machine": _machine(config.device),
+                "history": [
+                    {
+                        "epoch": r.epoch,
+                        "train_loss": round(r.train_loss, 5),
+                        "val_loss": None if r.val_loss is None else round(r.val_loss, 5),
+                        "val_metric": None if r.val_metric is None else round(r.val_metric, 5),
+                        "seconds": round(r.seconds, 1),
+                    }
+                    for r in result.history
+                ],
+            },
+        }
+    )
+    model_dir = save_model(folder / MODEL_DIR, network, unet_config, card)
+    (folder / METRICS_FILE).write_text(
+        json.dumps(card["metrics"], indent=2, default=str) + "\n", encoding="utf-8"
+    )
+    seconds = time.perf_counter() - start
+    log.info("trained %s in %.0f s; model in %s", config.name, seconds, model_dir)
+    return TrainingOutcome(
+        output=folder, model=model_dir, card=card, result=result, seconds=seconds
+    )

@@ -1,0 +1,245 @@
+"""`vemkit train` recipes: config validation, a tiny end-to-end run, fine-tuning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+from scipy import ndimage
+
+from vemkit.errors import ConfigError
+from vemkit.ml.checkpoint import load_model
+from vemkit.pipelines.train import (
+    build_model,
+    load_train_config,
+    parse_train_config,
+    run_training,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def blob_volume(shape=(6, 64, 64), seed=0):
+    """Dark round blobs (instances) on a bright noisy background, like mitochondria."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint16)
+    zz, yy, xx = np.indices(shape)
+    for index in range(1, 9):
+        cz, cy, cx = rng.integers(0, shape[0]), rng.integers(8, 56), rng.integers(8, 56)
+        radius = rng.uniform(4, 8)
+        inside = ((yy - cy) ** 2 + (xx - cx) ** 2 + (3 * (zz - cz)) ** 2) < radius**2
+        labels[inside & (labels == 0)] = index
+    image = 180.0 - 100.0 * (labels > 0) + rng.normal(0, 12, shape)
+    image = ndimage.gaussian_filter(image, (0, 1, 1))
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data")
+    image, labels = blob_volume()
+    tifffile.imwrite(folder / "raw.tif", image)
+    tifffile.imwrite(folder / "labels.tif", labels)
+    return folder
+
+
+def recipe(folder, **changes):
+    source = {
+        "image": str(folder / "raw.tif"),
+        "labels": str(folder / "labels.tif"),
+        "voxel_size": [50, 10, 10],
+    }
+    data = {
+        "name": "tiny-blobs",
+        "task": "blobs",
+        "train": [{**source, "z_range": [0, 4]}],
+        "validation": [{**source, "z_range": [4, 5]}],
+        "test": [{**source, "z_range": [5, 6]}],
+        "target": {"type": "foreground_boundary", "boundary_width_nm": 20},
+        "network": {"dims": 2, "depth": 2, "base_channels": 4, "norm": "batch"},
+        "patch_shape": [32, 32],
+        "batch_size": 4,
+        "epochs": 2,
+        "samples_per_epoch": 8,
+        "validation_samples": 4,
+        "prediction": {"tile": 64},
+        "evaluation": {"calibrate_thresholds": True, "min_size_nm3": 1000},
+        "optimizer": {"learning_rate": 0.01},
+        "notes": ["synthetic test model"],
+    }
+    data.update(changes)
+    return data
+
+
+def test_config_loads_from_yaml(tmp_path, tiny_data):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe(tiny_data)))
+    config, text = load_train_config(path)
+    assert config.name == "tiny-blobs"
+    assert config.train[0].z_range == (0, 4)
+    assert config.target.channels == ("foreground", "boundary")
+    assert config.unet_config().out_channels == 2
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"epochz": 3}, ["epochz", "unknown field"]),
+        ({"target": {"type": "nuclei"}}, ["target.type"]),
+        ({"patch_shape": [32, 32, 32]}, ["patch_shape"]),
+        ({"target": {"type": "multiclass"}}, ["classes"]),
+        ({"name": "Bad Name"}, ["name"]),
+        ({"freeze_encoder": True}, ["init_from"]),
+        ({"train": []}, ["train"]),
+    ],
+)
+def test_config_rejects_bad_fields(tiny_data, change, words):
+    with pytest.raises(ConfigError) as caught:
+        parse_train_config(recipe(tiny_data, **change), where="test.yaml")
+    message = str(caught.value)
+    assert "test.yaml" in message
+    for word in words:
+        assert word in message
+
+
+def test_config_file_errors(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(FileNotFoundError):
+        load_train_config(missing)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_train_config(bad)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("train") / "tiny"
+    config = parse_train_config(recipe(tiny_data, output=str(out)))
+    return run_training(config, command="vemkit train tiny.yaml")
+
+
+def test_train_end_to_end_writes_model_with_card(trained):
+    assert (trained.output / "recipe.yaml").is_file()
+    assert (trained.output / "metrics.json").is_file()
+    model, config, card = load_model(trained.model)
+    assert config.dims == 2
+    assert config.out_channels == 2
+    assert card["name"] == "tiny-blobs"
+    assert card["target"]["type"] == "foreground_boundary"
+    assert card["channels"] == ["foreground", "boundary"]
+    assert card["voxel_size_nm"] == [50.0, 10.0, 10.0]
+    assert card["normalization"]["low"] is not None
+    assert card["architecture"]["norm"] == "batch"
+    assert card["training_data"][0]["z_range"] == [0, 4]
+    assert card["test_data"][0]["z_range"] == [5, 6]
+    assert "tiny-blobs" in card["recipe"]
+    assert card["command"] == "vemkit train tiny.yaml"
+    assert card["license"]["training_data"]
+    assert card["training"]["epochs_run"] == 2
+    assert card["training"]["machine"]["torch_threads"] >= 1
+    held_out = card["metrics"]["held_out"]
+    for key in ("foreground_iou", "foreground_dice", "object_f1_at"):
+        assert key in held_out
+    assert 0.0 <= held_out["foreground_iou"] <= 1.0
+    assert card["instances"]["calibrated_on"] == "validation"
+    assert (
+        card["metrics"]["per_source"][0]["instance_thresholds"]["boundary"]
+        == (card["instances"]["boundary_threshold"])
+    )
+    assert json.loads((trained.output / "metrics.json").read_text())["held_out"] == held_out
+    with torch.no_grad():
+        assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 2, 32, 32)
+
+
+def test_existing_output_is_refused(trained, tiny_data):
+    config = parse_train_config(recipe(tiny_data, output=str(trained.output)))
+    with pytest.raises(ConfigError, match="already exists"):
+        run_training(config)
+
+
+def test_fine_tuning_starts_from_the_weights(trained, tiny_data, tmp_path):
+    _, _, _ = load_model(trained.model)
+    source = load_model(trained.model)[0].state_dict()
+    config = parse_train_config(
+        recipe(
+            tiny_data,
+            name="tiny-tuned",
+            init_from=str(trained.model),
+            freeze_encoder=True,
+            epochs=3,
+            max_train_minutes=1e-6,  # the budget is spent after the first epoch
+            output=str(tmp_path / "tuned"),
+        )
+    )
+    network, _, info = build_model(config)
+    key = "encoder.0.conv1.weight"
+    assert torch.equal(network.state_dict()[key], source[key])
+    assert info["init"] == "from_model"
+    outcome = run_training(config)
+    tuned = load_model(outcome.model)[0].state_dict()
+    # the encoder was frozen: its weights are those of the model fine-tuned from
+    assert torch.equal(tuned[key], source[key])
+    assert not torch.equal(tuned["head.weight"], source["head.weight"])
+    assert outcome.card["training"]["init_from"] == str(trained.model)
+    assert outcome.card["training"]["epochs_run"] == 1
+    assert outcome.card["training"]["stopped_by_time_budget"]
+
+
+def test_fine_tuning_needs_matching_channels(trained, tiny_data, tmp_path):
+    config = parse_train_config(
+        recipe(
+            tiny_data,
+            init_from=str(trained.model),
+            target={"type": "binary"},
+            output=str(tmp_path / "x"),
+        )
+    )
+    with pytest.raises(ConfigError, match="output channels"):
+        build_model(config)
+
+
+@pytest.mark.parametrize(
+    ("target", "channels", "metric"),
+    [
+        ({"type": "binary"}, ["foreground"], "foreground_iou"),
+        ({"type": "boundary", "boundary_width_nm": 20}, ["boundary"], "boundary_f1"),
+        ({"type": "signed_distance", "clip_nm": 100}, ["distance"], "foreground_iou"),
+        (
+            {
+                "type": "multiclass",
+                "classes": {0: 0, 1: 1, 2: 1, 3: 2, 4: 2, 5: 2, 6: 2, 7: 2, 8: 2},
+                "class_names": ["bg", "a", "b"],
+            },
+            ["bg", "a", "b"],
+            "weighted_f1",
+        ),
+    ],
+)
+def test_other_targets_train_and_score(tiny_data, tmp_path, target, channels, metric):
+    config = parse_train_config(
+        recipe(
+            tiny_data,
+            target=target,
+            epochs=1,
+            evaluation={"instances": "connected_components_3d"},
+            sparse={"every_n_planes": 2, "fraction_painted": 0.8},
+            output=str(tmp_path / "out"),
+        )
+    )
+    outcome = run_training(config)
+    card = load_model(outcome.model)[2]
+    assert card["channels"] == channels
+    assert metric in card["metrics"]["held_out"]
