@@ -36,12 +36,12 @@ def models_list_command(
     if not rows:
         typer.echo("no shipped models")
         return
-    header = f"{'name':16s} {'task':22s} {'target':20s} {'voxel size nm':16s} held-out metrics"
+    header = f"{'name':16s} {'task':30s} {'target':20s} {'voxel size nm':16s} held-out metrics"
     typer.echo(header)
     for row in rows:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in row["metrics"].items()) or "-"
         typer.echo(
-            f"{row['name']:16s} {row['task'][:22]:22s} {row['target']:20s} "
+            f"{row['name']:16s} {row['task'][:30]:30s} {row['target']:20s} "
             f"{_voxel(row['voxel_size_nm']):16s} {metrics}"
         )
 
@@ -71,6 +71,17 @@ def models_show_command(
         lines.append(f"  trained on: {json.dumps(entry)}")
     for entry in card.get("test_data") or []:
         lines.append(f"  held out: {json.dumps(entry)}")
+    instances = card.get("instances") or {}
+    if instances.get("instances") not in (None, "none"):
+        calibrated = (
+            " (thresholds chosen on validation data)" if instances.get("calibrated_on") else ""
+        )
+        lines.append(
+            f"  instances: {instances['instances']}, foreground > "
+            f"{instances.get('foreground_threshold')}, boundary < "
+            f"{instances.get('boundary_threshold')}, min size "
+            f"{instances.get('min_size_nm3', 0):g} nm³{calibrated}"
+        )
     metrics = key_metrics(card)
     if metrics:
         lines.append("  held-out metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))

@@ -363,7 +363,11 @@ class TrainConfig(_Settings):
     device: str = "cpu"
     output: str = Field(default="", description="Output folder (default: models/<name>).")
     init_from: str | None = Field(
-        default=None, description="Shipped model name or model folder to start from."
+        default=None,
+        description="Shipped model name or model folder to start from (transfer learning): "
+        "its architecture and weights are used (the network section is ignored); the "
+        "normalisation is refitted on the new training data, and voxel_size_nm applies as "
+        "usual (set it to the model's voxel size to keep the scale).",
     )
     freeze_encoder: bool = False
     evaluation: EvaluationSettings = EvaluationSettings()
