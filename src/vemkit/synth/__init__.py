@@ -40,13 +40,16 @@ imaging parameters are physical. Each z section is a point sample of the 3-D mod
 """
 
 from vemkit.synth.config import PRESETS, PhantomConfig
+from vemkit.synth.nuclei import NucleiSceneConfig, make_nuclei_scene
 from vemkit.synth.phantom import ARRAY_NAMES, Phantom, PhantomGenerator, make_phantom
 
 __all__ = [
     "ARRAY_NAMES",
     "PRESETS",
+    "NucleiSceneConfig",
     "Phantom",
     "PhantomConfig",
     "PhantomGenerator",
+    "make_nuclei_scene",
     "make_phantom",
 ]
