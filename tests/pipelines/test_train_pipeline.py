@@ -243,3 +243,14 @@ def test_other_targets_train_and_score(tiny_data, tmp_path, target, channels, me
     card = load_model(outcome.model)[2]
     assert card["channels"] == channels
     assert metric in card["metrics"]["held_out"]
+
+
+def test_plane_resampling_matches_ml_resampling():
+    from vemkit.ml import resample_to_shape
+    from vemkit.pipelines.predict import resample_planes
+
+    rng = np.random.default_rng(1)
+    maps = rng.random((2, 3, 40, 50)).astype(np.float32)
+    for shape in [(3, 80, 100), (3, 20, 25), (3, 33, 71), (5, 20, 25)]:
+        expected = resample_to_shape(maps, shape, order=1)
+        assert np.allclose(resample_planes(maps, shape), expected, atol=1e-4)
