@@ -351,6 +351,93 @@ class Dataset:
         logger.info("wrote %s layer %s to %s", kind, leaf, target)
         return self.layer(f"labels/{leaf}" if is_labels else leaf)
 
+    def create_layer(
+        self,
+        name: str,
+        *,
+        shape: tuple[int, ...],
+        dtype: Any,
+        kind: LayerKind,
+        voxel_size: VoxelSize | str | float | tuple[float, float, float] | None = None,
+        chunks: tuple[int, ...] | None = None,
+        resume: bool = False,
+    ) -> Layer:
+        """Create an empty layer to be filled block by block (or reopen it to resume).
+
+        Unlike :meth:`add_layer` this is not atomic: the layer exists, holding zeros, while
+        a blockwise run (:func:`vemkit.blockwise.map_layer`) fills level 0; the run then
+        builds the other pyramid levels. Its finished blocks are recorded inside the
+        layer, so a crashed run resumes where it stopped.
+
+        Parameters
+        ----------
+        name : str
+            Layer name; label layers go to ``labels/NAME``.
+        shape : tuple of int
+            Level-0 shape ``(Z, Y, X)`` or ``(C, Z, Y, X)``.
+        dtype : dtype-like
+            Data type (unsigned integers for labels).
+        kind : {"image", "labels"}
+            Intensity image or labels.
+        voxel_size : optional
+            Voxel size in nm (default: raw's). The layer must cover raw's extent.
+        chunks : tuple of int, optional
+            Storage chunks; blockwise block shapes must be multiples of them.
+        resume : bool
+            Reopen an existing layer of that name (writable) instead of refusing it.
+
+        Returns
+        -------
+        Layer
+            Level 0, writable.
+
+        Raises
+        ------
+        OutputExistsError
+            The layer exists and ``resume`` is false.
+        """
+        from vemkit.io.ome_zarr import create_ome_zarr, open_ome_zarr_writable
+
+        if kind not in ("image", "labels"):
+            raise ConfigError(f"layer kind must be 'image' or 'labels', got {kind!r}")
+        leaf = _check_name(name, kind)
+        raw = self.layer("raw") if "raw" in self.layer_names() else None
+        if voxel_size is not None:
+            size = VoxelSize.coerce(voxel_size)
+        elif raw is not None:
+            size = raw.voxel_size
+        else:
+            raise VoxelSizeError(f"pass voxel_size= for layer {name!r}")
+        axes = "czyx"[-len(shape) :]
+        if raw is not None:
+            _check_extent(tuple(shape), axes, size, raw, name=name)
+        is_labels = kind == "labels"
+        target = self._path / "labels" / leaf if is_labels else self._path / leaf
+        if resume and target.exists():
+            return open_ome_zarr_writable(target)
+        if is_labels:
+            labels_group = zarr.open_group(
+                LocalStore(self._path / "labels"), mode="a", zarr_format=2
+            )
+            listed = labels_group.attrs.get("labels", [])
+            listed = [str(n) for n in listed] if isinstance(listed, list) else []
+            labels_group.attrs.update({"labels": listed})
+        has_raw_group = (self._path / "raw").is_dir()
+        layer = create_ome_zarr(
+            target,
+            shape=shape,
+            dtype=dtype,
+            voxel_size=size,
+            name=leaf,
+            kind=kind,
+            axes=axes,
+            chunks=chunks,
+            label_source="../../raw" if is_labels and has_raw_group else None,
+        )
+        if is_labels and leaf not in listed:
+            labels_group.attrs.update({"labels": [*listed, leaf]})
+        return layer
+
     def info(self, *, stats: bool = False) -> dict[str, Any]:
         """Summary for ``vemkit info``: mode, source, provenance and every layer's facts.
 

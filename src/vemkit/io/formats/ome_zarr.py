@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -580,7 +581,12 @@ def _is_multiscale_group(root_path: Path, inner: str) -> bool:
 
 
 def _child_groups(group: Any) -> list[str]:
-    return sorted(name for name in group.group_keys() if not name.startswith("."))
+    # A dataset folder also holds plain folders (tables/, meshes/, seeds/) that zarr warns
+    # about while listing; they are expected there, not a problem to report.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not recognized as a component")
+        names = list(group.group_keys())
+    return sorted(name for name in names if not name.startswith("."))
 
 
 def _scale_spatial(multiscale: Multiscale, level: int) -> tuple[float, ...]:
