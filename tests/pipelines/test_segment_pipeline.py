@@ -220,7 +220,7 @@ def test_nuclei_pipeline_writes_labels_seeds_and_meshes(tmp_path: Path) -> None:
         # a seed lies inside the image and its voxel position matches its nm position
         row = seeds[1].split(",")
         z_nm, z_vox = float(row[1]), int(row[4])
-        assert abs((z_vox + 0.5) * 50 - z_nm) <= 25
+        assert abs(z_vox * 50 - z_nm) <= 25
 
 
 # --- bad inputs ------------------------------------------------------------------------------

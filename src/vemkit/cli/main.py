@@ -13,12 +13,15 @@ from vemkit.cli import (
     datasets,
     demo,
     evaluate,
+    export,
     info,
     measure,
     mesh,
     models,
     phantom,
     predict,
+    report,
+    segment,
     stats,
     train,
 )
@@ -64,7 +67,10 @@ app.command("mesh")(mesh.mesh_command)
 app.command("stats")(stats.stats_command)
 app.command("train")(train.train_command)
 app.command("predict")(predict.predict_command)
+app.add_typer(segment.segment_app, name="segment")
 app.add_typer(models.models_app, name="models")
+app.command("report")(report.report_command)
+app.add_typer(export.export_app, name="export")
 
 
 def main() -> None:

@@ -968,7 +968,7 @@ def _write_seeds(dataset: Dataset, result: SegmentResult, table: Any) -> None:
     points_nm = (
         table[["centroid_z_um", "centroid_y_um", "centroid_x_um"]].to_numpy(dtype=np.float64) * 1e3
     )
-    voxels = points_nm / np.asarray(raw_size.as_tuple()) - 0.5
+    voxels = points_nm / np.asarray(raw_size.as_tuple())  # voxel i is centred at i * size
     seeds = pd.DataFrame(
         {
             "label": table["label"].to_numpy(),
