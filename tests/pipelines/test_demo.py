@@ -37,6 +37,13 @@ def test_demo_end_to_end(tmp_path):
     assert {"labels/nuclei", "labels/mitochondria"} <= set(seg.layer_names())
     assert open_layer(out / "segmentation.zarr" / "labels" / "nuclei").shape == (64, 64, 64)
     assert (out / "preview.png").stat().st_size > 10_000
+    # the trained models ran through both organelle pipelines (`vemkit segment`)
+    nuclei = Dataset.open(out / "segment" / "nuclei.zarr")
+    assert "labels/nuclei" in nuclei.layer_names()
+    assert (out / "segment" / "nuclei.zarr" / "seeds" / "nuclei.nml").is_file()
+    mito = Dataset.open(out / "segment" / "mitochondria.zarr")
+    assert "labels/mitochondria" in mito.layer_names()
+    assert (out / "segment" / "mitochondria.zarr" / "tables" / "mitochondria.csv").is_file()
 
 
 def test_demo_refuses_existing_output(tmp_path):

@@ -237,9 +237,9 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     tifffile.imwrite(unknown, np.zeros((8, 64, 64), np.uint8))
     with pytest.raises(VoxelSizeError):
         segment_volume("mitochondria", unknown, tmp_path / "c.zarr", _settings())
-    with pytest.raises(ConfigError, match="signed-distance"):
+    with pytest.raises(ConfigError, match="signed-distance model or one with"):
         segment_volume(
-            "nuclei", coarse, tmp_path / "d.zarr", load_segment_settings("nuclei", model="mito-em")
+            "nuclei", coarse, tmp_path / "d.zarr", load_segment_settings("nuclei", model="multiclass-em")
         )
     assert not any(p.name.endswith(".zarr") for p in tmp_path.iterdir())
 

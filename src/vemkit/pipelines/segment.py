@@ -604,15 +604,16 @@ def _segment(  # noqa: PLR0917
     _, spec, card = load_predictor(model_folder, device="cpu")
     if spec.voxel_size is None:
         raise ConfigError(f"model {spec.name!r} does not record its voxel size")
-    if organelle == "nuclei" and spec.target_type != "signed_distance":
-        raise ConfigError(
-            f"the nuclei pipeline needs a signed-distance model; {spec.name!r} predicts "
-            f"{spec.target_type}"
-        )
+    distance_model = spec.target_type == "signed_distance"
     if organelle == "mitochondria" and "foreground" not in spec.channels:
         raise ConfigError(
             f"the mitochondria pipeline needs a model with a 'foreground' channel; "
             f"{spec.name!r} has {', '.join(spec.channels)}"
+        )
+    if organelle == "nuclei" and not distance_model and "foreground" not in spec.channels:
+        raise ConfigError(
+            f"the nuclei pipeline needs a signed-distance model or one with a 'foreground' "
+            f"channel; {spec.name!r} predicts {spec.target_type} ({', '.join(spec.channels)})"
         )
     iso = raw.voxel_size.z <= 2.0 * max(raw.voxel_size.y, raw.voxel_size.x)
     triaxis = settings.triaxis if settings.triaxis is not None else (spec.dims == 2 and iso)
@@ -724,7 +725,7 @@ def _segment(  # noqa: PLR0917
     clock = time.perf_counter()
     instance_card = dict(card.get("instances") or {})
     params: dict[str, Any] = {"voxel_size_nm": list(grid.voxel_size.as_tuple())}
-    if organelle == "nuclei":
+    if distance_model:
         assert isinstance(settings, NucleiSettings)
         fn: Any = _nuclei_block
         for key in (
@@ -740,20 +741,25 @@ def _segment(  # noqa: PLR0917
             if value is not None:
                 params[key] = float(value)
         seg_halo_nm = max(2000.0, 4.0 * float(params.get("smooth_sigma_nm", 0.0)))
-    else:
-        assert isinstance(settings, MitochondriaSettings)
+    else:  # foreground (+ boundary) maps: boundary watershed, thresholds from the card
         fn = _mitochondria_block
-        method = settings.instances or instance_card.get("instances") or "boundary_watershed_3d"
+        method = (
+            getattr(settings, "instances", None)
+            or instance_card.get("instances")
+            or "boundary_watershed_3d"
+        )
         if planar and method == "boundary_watershed_3d" and raw.voxel_size.z > 200:
             method = "boundary_watershed_2d"
         params.update(
             channels=channels,
             method=method,
             foreground_threshold=float(
-                settings.foreground_threshold or instance_card.get("foreground_threshold", 0.5)
+                getattr(settings, "foreground_threshold", None)
+                or instance_card.get("foreground_threshold", 0.5)
             ),
             boundary_threshold=float(
-                settings.boundary_threshold or instance_card.get("boundary_threshold", 0.5)
+                getattr(settings, "boundary_threshold", None)
+                or instance_card.get("boundary_threshold", 0.5)
             ),
             min_size_nm3=float(
                 settings.min_size_nm3

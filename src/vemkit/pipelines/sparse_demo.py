@@ -21,7 +21,7 @@ from vemkit.pipelines.predict import load_predictor, predict_block, segment_inst
 from vemkit.pipelines.train import parse_train_config, run_training
 from vemkit.progress import Progress
 
-__all__ = ["min_object_nm3", "sparse_recipe", "train_and_segment"]
+__all__ = ["min_object_nm3", "sparse_recipe", "train_and_segment", "train_sparse_model"]
 
 
 def min_object_nm3(min_diameter_nm: float) -> float:
@@ -68,6 +68,54 @@ def sparse_recipe(
     }
 
 
+def train_sparse_model(
+    *,
+    image: str | os.PathLike[str],
+    labels: str | os.PathLike[str],
+    name: str,
+    voxel_size: VoxelSize,
+    workdir: str | os.PathLike[str],
+    n_planes: int,
+    every_n_planes: int = 10,
+    epochs: int = 12,
+    seed: int = 0,
+    min_diameter_nm: float = 0.0,
+    progress: Progress | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Train a 2D U-Net on every ``every_n_planes``-th plane of ``labels``.
+
+    Returns
+    -------
+    model : Path
+        The saved model folder (usable by ``vemkit predict`` / ``vemkit segment --model``).
+    facts : dict
+        Training time, epochs and planes used.
+    """
+    torch.manual_seed(seed)
+    recipe = sparse_recipe(
+        name,
+        image=str(image),
+        labels=str(labels),
+        every_n_planes=every_n_planes,
+        epochs=epochs,
+        seed=seed,
+        min_diameter_nm=min_diameter_nm,
+        voxel_size=voxel_size,
+    )
+    outcome = run_training(
+        parse_train_config(recipe, where="demo"),
+        output=Path(workdir) / name,
+        progress=progress,
+    )
+    planes = len(range(0, n_planes, every_n_planes))
+    return Path(outcome.model), {
+        "train_seconds": round(outcome.seconds, 1),
+        "epochs": epochs,
+        "annotated_planes": f"{planes} of {n_planes}",
+        "model": str(outcome.model),
+    }
+
+
 def train_and_segment(
     raw: NDArray[Any],
     *,
@@ -91,23 +139,20 @@ def train_and_segment(
     facts : dict
         Training time, epochs, planes used and the model folder.
     """
-    torch.manual_seed(seed)
-    recipe = sparse_recipe(
-        name,
-        image=str(image),
-        labels=str(labels),
+    model, facts = train_sparse_model(
+        image=image,
+        labels=labels,
+        name=name,
+        voxel_size=voxel_size,
+        workdir=workdir,
+        n_planes=raw.shape[0],
         every_n_planes=every_n_planes,
         epochs=epochs,
         seed=seed,
         min_diameter_nm=min_diameter_nm,
-        voxel_size=voxel_size,
-    )
-    outcome = run_training(
-        parse_train_config(recipe, where="demo"),
-        output=Path(workdir) / name,
         progress=progress,
     )
-    network, spec, _ = load_predictor(outcome.model)
+    network, spec, _ = load_predictor(model)
     maps = predict_block(network, raw, spec=spec, voxel_size=voxel_size)
     instances = segment_instances(
         maps,
@@ -115,10 +160,4 @@ def train_and_segment(
         voxel_size=voxel_size,
         min_size_nm3=min_object_nm3(min_diameter_nm),
     )
-    planes = len(range(0, raw.shape[0], every_n_planes))
-    return instances, {
-        "train_seconds": round(outcome.seconds, 1),
-        "epochs": epochs,
-        "annotated_planes": f"{planes} of {raw.shape[0]}",
-        "model": str(outcome.model),
-    }
+    return instances, facts
