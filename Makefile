@@ -28,9 +28,11 @@ lint: install
 	$(BIN)/lint-imports
 
 bench: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/run.py --output BENCHMARKS.md
 
 bench-quick: install
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/run.py --quick --output bench-output/BENCHMARKS-quick.md
 
 clean:

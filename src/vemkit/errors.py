@@ -12,6 +12,7 @@ __all__ = [
     "CorruptFileError",
     "InvalidVolumeError",
     "LayerNotFoundError",
+    "MemoryBudgetError",
     "MissingDependencyError",
     "ModelNotFoundError",
     "OutputExistsError",
@@ -79,3 +80,7 @@ class MissingDependencyError(VemkitError, ImportError):
 
 class TrainingError(VemkitError, RuntimeError):
     """Training cannot go on (e.g. the loss became NaN or infinite)."""
+
+
+class MemoryBudgetError(VemkitError, MemoryError):
+    """An in-memory step would need more memory than the configured budget."""

@@ -239,7 +239,10 @@ def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
         segment_volume("mitochondria", unknown, tmp_path / "c.zarr", _settings())
     with pytest.raises(ConfigError, match="signed-distance model or one with"):
         segment_volume(
-            "nuclei", coarse, tmp_path / "d.zarr", load_segment_settings("nuclei", model="multiclass-em")
+            "nuclei",
+            coarse,
+            tmp_path / "d.zarr",
+            load_segment_settings("nuclei", model="multiclass-em"),
         )
     assert not any(p.name.endswith(".zarr") for p in tmp_path.iterdir())
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F  # noqa: N812
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
-from vemkit.errors import ConfigError, InvalidVolumeError, VemkitError, VoxelSizeError
+from vemkit.errors import ConfigError, InvalidVolumeError, MemoryBudgetError, VoxelSizeError
 from vemkit.geometry import VoxelSize
 from vemkit.io.atomic import check_output_path
 from vemkit.io.dataset import Dataset
@@ -87,10 +87,6 @@ _ACTIVATIONS: dict[str, Literal["sigmoid", "softmax", "tanh"]] = {
 InstanceMethod = Literal[
     "none", "boundary_watershed_3d", "boundary_watershed_2d", "connected_components_3d"
 ]
-
-
-class MemoryBudgetError(VemkitError, MemoryError):
-    """In-memory prediction would need more memory than the configured budget."""
 
 
 def default_channels(target_type: str, n_classes: int = 0) -> tuple[str, ...]:
@@ -584,7 +580,7 @@ def predict_volume(
         raise MemoryBudgetError(
             f"predicting {str(source)!r} {raw.shape} in memory needs about {needed / 1e9:.1f} GB, "
             f"more than the budget of {memory_budget_gb:g} GB; raise --memory-budget-gb if the "
-            "machine has the memory, or crop the volume (blockwise prediction is coming)"
+            "machine has the memory, or use `vemkit segment` (blockwise) or crop the volume"
         )
     image = raw.read()
     start = time.perf_counter()
