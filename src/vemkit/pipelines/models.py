@@ -14,6 +14,7 @@ _KEY_METRICS = (
     ("foreground_iou", "IoU"),
     ("foreground_dice", "Dice"),
     ("boundary_f1", "boundary F1"),
+    ("foreground_f1_tolerant", "F1 ±2px"),
     ("macro_f1", "macro F1"),
     ("weighted_f1", "weighted F1"),
 )

@@ -43,6 +43,7 @@ import torch
 import yaml
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from scipy import ndimage
 
 import vemkit
 from vemkit.datasets.catalog import dataset_info, load_layer
@@ -90,6 +91,7 @@ __all__ = [
     "TrainConfig",
     "TrainingOutcome",
     "build_model",
+    "convert_labels",
     "load_train_config",
     "run_training",
 ]
@@ -102,6 +104,8 @@ MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
 
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+LabelsAs = Literal["labels", "mask", "instance_boundaries"]
 
 
 class _Settings(BaseModel):
@@ -129,6 +133,30 @@ class DataSource(_Settings):
     ignore_value: int | None = Field(
         default=None, description="Label value of unannotated voxels (ignored by the loss)."
     )
+    labels_as: LabelsAs = Field(
+        default="labels",
+        description="How to read the label file: 'labels' as it is; 'mask' as a binary "
+        "mask (foreground_values, default any value > 0 -> 1, else 0); "
+        "'instance_boundaries' as instance labels whose borders become 1 (boundary_width_nm).",
+    )
+    foreground_values: list[int] | None = Field(
+        default=None,
+        min_length=1,
+        description="labels_as: mask only: the label values that become 1, e.g. [0] when "
+        "the mask marks the structure with 0 (default: every value > 0).",
+    )
+    boundary_width_nm: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="labels_as: instance_boundaries only: width of the boundary band in nm "
+        "(both sides together); a voxel is boundary when a voxel of another label (0 "
+        "included) is a face neighbour or lies within half the width.",
+    )
+    boundary_dims: Literal[2, 3] | None = Field(
+        default=None,
+        description="labels_as: instance_boundaries only: 3 = borders in 3D with the voxel "
+        "size (default; isotropic data), 2 = within each z section (per-section labels).",
+    )
 
     @field_validator("z_range")
     @classmethod
@@ -146,9 +174,46 @@ class DataSource(_Settings):
             raise ValueError(f"voxel_size must be three positive numbers in nm, got {value}")
         return value
 
+    @model_validator(mode="after")
+    def _check_label_conversion(self) -> DataSource:
+        how = self.labels_as
+        if self.foreground_values is not None and how != "mask":
+            raise ValueError(
+                f"foreground_values applies to labels_as: mask only (labels_as is {how!r})"
+            )
+        boundary_fields = [
+            name
+            for name in ("boundary_width_nm", "boundary_dims")
+            if getattr(self, name) is not None
+        ]
+        if boundary_fields and how != "instance_boundaries":
+            raise ValueError(
+                f"{' and '.join(boundary_fields)} apply to labels_as: instance_boundaries only "
+                f"(labels_as is {how!r})"
+            )
+        if how == "instance_boundaries" and self.boundary_width_nm is None:
+            raise ValueError(
+                "labels_as: instance_boundaries needs boundary_width_nm (the membrane width in "
+                "nm, e.g. 30)"
+            )
+        if how != "labels" and self.ignore_value in (0, 1):
+            raise ValueError(
+                f"ignore_value {self.ignore_value} clashes with the converted labels of "
+                f"labels_as: {how} (0 = background, 1 = structure); use another value"
+            )
+        if self.foreground_values is not None:
+            if len(set(self.foreground_values)) != len(self.foreground_values):
+                raise ValueError(f"foreground_values has duplicates: {self.foreground_values}")
+            if self.ignore_value in self.foreground_values:
+                raise ValueError(
+                    f"ignore_value {self.ignore_value} is also in foreground_values "
+                    f"{self.foreground_values}"
+                )
+        return self
+
     def describe(self) -> dict[str, Any]:
         """JSON-ready description for the model card."""
-        return self.model_dump(exclude_none=True)
+        return self.model_dump(exclude_none=True, exclude_defaults=True)
 
 
 class SparseAnnotation(_Settings):
@@ -538,6 +603,167 @@ def _read(layer: Layer, z_range: tuple[int, int] | None, what: str) -> NDArray[A
     return layer.read(box)
 
 
+def convert_labels(
+    labels: NDArray[Any],
+    *,
+    labels_as: LabelsAs,
+    voxel_size: VoxelSize | Sequence[float],
+    foreground_values: Sequence[int] | None = None,
+    boundary_width_nm: float | None = None,
+    boundary_dims: Literal[2, 3] | None = None,
+    ignore_value: int | None = None,
+    name: str = "labels",
+) -> NDArray[Any]:
+    """Turn a label volume into the 0/1 labels of one structure (``labels_as`` of a source).
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) ndarray of int or bool
+        The label file's values.
+    labels_as : {"labels", "mask", "instance_boundaries"}
+        ``"labels"``: returned unchanged. ``"mask"``: 1 where the value is in
+        ``foreground_values`` (default: any value > 0), else 0. ``"instance_boundaries"``:
+        ``labels`` are instances (0 = background, e.g. the 1-voxel lines between
+        neurons of a watershed ground truth); 1 where a face neighbour has another label
+        or one lies within ``boundary_width_nm / 2`` (the rule of
+        :func:`vemkit.ml.targets.boundary_target`), else 0. The volume border is not a
+        boundary.
+    voxel_size : VoxelSize or (z, y, x) sequence
+        Voxel size of ``labels`` in nm (the boundary width is measured with it).
+    foreground_values : sequence of int, optional
+        ``"mask"`` only, see above.
+    boundary_width_nm : float, optional
+        ``"instance_boundaries"`` only (required there).
+    boundary_dims : {2, 3}, optional
+        ``"instance_boundaries"`` only: 3 (default) measures in 3D, 2 within each z
+        section (per-section instance labels, thick serial sections).
+    ignore_value : int, optional
+        Unannotated voxels; they keep this value in the result (it must not be 0 or 1),
+        and so do boundary voxels whose answer depends on unannotated neighbours.
+    name : str
+        Names the labels in error messages.
+
+    Returns
+    -------
+    (Z, Y, X) ndarray
+        uint8 values 0 and 1 (and ``ignore_value``; a wider dtype if it needs one).
+
+    Raises
+    ------
+    InvalidVolumeError
+        ``labels`` is not a 3D integer volume, or contains none of ``foreground_values``.
+    ConfigError
+        Inconsistent options (unknown ``labels_as``, missing width, ``ignore_value`` 0 or 1).
+    """
+    if labels_as == "labels":
+        return labels
+    array = np.asarray(labels)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.ndim != 3 or not np.issubdtype(array.dtype, np.integer):
+        raise InvalidVolumeError(
+            f"{name}: labels_as: {labels_as} needs a (Z, Y, X) integer volume, got shape "
+            f"{array.shape} and dtype {array.dtype}"
+        )
+    if ignore_value in (0, 1):
+        raise ConfigError(
+            f"{name}: ignore_value {ignore_value} clashes with the converted labels (0 and 1)"
+        )
+    known = np.ones(array.shape, dtype=bool) if ignore_value is None else array != ignore_value
+    valid = known
+    if labels_as == "mask":
+        if foreground_values is None:
+            structure = array > 0
+        else:
+            structure = np.isin(array, np.asarray(list(foreground_values)))
+            if not np.any(structure & known):
+                present = np.unique(array[known]) if known.any() else np.array([], int)
+                shown = ", ".join(str(v) for v in present[:20])
+                more = f", ... ({present.size} values)" if present.size > 20 else ""
+                raise InvalidVolumeError(
+                    f"{name} contain none of the foreground_values {list(foreground_values)}; "
+                    f"the values present are {shown}{more} (check the label meanings in the "
+                    "dataset.json, e.g. which value marks membrane)"
+                )
+        structure &= known
+    elif labels_as == "instance_boundaries":
+        if boundary_width_nm is None or not boundary_width_nm > 0:
+            raise ConfigError(
+                f"{name}: labels_as: instance_boundaries needs a positive boundary_width_nm, "
+                f"got {boundary_width_nm}"
+            )
+        spacing = VoxelSize.coerce(voxel_size).as_tuple()
+        borders = functools.partial(
+            boundary_target, width_nm=float(boundary_width_nm), ignore_value=ignore_value
+        )
+        if (boundary_dims or 3) == 3:
+            target, valid = borders(array, voxel_size=spacing)
+            structure = target[0] > 0
+        else:
+            structure = np.zeros(array.shape, dtype=bool)
+            valid = np.ones(array.shape, dtype=bool)
+            for z, plane in enumerate(array):
+                target, valid[z] = borders(plane, voxel_size=spacing[1:])
+                structure[z] = target[0] > 0
+    else:
+        raise ConfigError(
+            f"{name}: unknown labels_as {labels_as!r}; use labels, mask or instance_boundaries"
+        )
+    dtype = np.dtype(np.uint8)
+    if ignore_value is not None:
+        dtype = np.result_type(np.uint8, np.min_scalar_type(ignore_value))
+    out = structure.astype(dtype)
+    if ignore_value is not None:
+        out[~valid] = ignore_value
+    return out
+
+
+def _read_labels(layer: Layer, source: DataSource, what: str) -> NDArray[Any]:
+    """Read a source's labels (its z range) and apply its ``labels_as`` conversion.
+
+    3D instance boundaries are computed with the sections next to the z range, so the
+    range's first and last sections get the same boundaries as in the whole volume.
+    """
+    z_range = source.z_range
+    margin = 0
+    if (
+        source.labels_as == "instance_boundaries"
+        and (source.boundary_dims or 3) == 3
+        and z_range is not None
+        and layer.axes == "zyx"
+        and z_range[1] <= layer.spatial_shape[0]
+    ):
+        width = float(source.boundary_width_nm or 0.0)
+        margin = math.ceil(width / 2.0 / layer.voxel_size.z) + 1
+    if margin == 0:
+        labels = _read(layer, z_range, what)
+        start = 0
+    else:
+        assert z_range is not None
+        low = max(0, z_range[0] - margin)
+        high = min(layer.spatial_shape[0], z_range[1] + margin)
+        labels = _read(layer, (low, high), what)
+        start = z_range[0] - low
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+        raise InvalidVolumeError(
+            f"labels {source.labels!r} must be integers (0 = background), got {labels.dtype}"
+        )
+    labels = convert_labels(
+        labels,
+        labels_as=source.labels_as,
+        voxel_size=layer.voxel_size,
+        foreground_values=source.foreground_values,
+        boundary_width_nm=source.boundary_width_nm,
+        boundary_dims=source.boundary_dims,
+        ignore_value=source.ignore_value,
+        name=what,
+    )
+    if margin:
+        assert z_range is not None
+        labels = labels[start : start + z_range[1] - z_range[0]]
+    return labels
+
+
 def load_source(
     source: DataSource,
     *,
@@ -565,7 +791,7 @@ def load_source(
             f"{where} does not record its voxel size; add voxel_size: [z, y, x] (nm) to the source"
         )
     image = _read(image_layer, source.z_range, where)
-    labels = _read(label_layer, source.z_range, f"labels {source.labels!r}")
+    labels = _read_labels(label_layer, source, f"labels {source.labels!r}")
     if image.shape != labels.shape:
         raise InvalidVolumeError(
             f"image {where} {image.shape} and labels {source.labels!r} {labels.shape} differ "
@@ -914,8 +1140,6 @@ def _score_source(
     if ignore is not None:
         truth_fg[labels == ignore] = 2
         ignore_label = 2
-    if target.type == "boundary" and evaluation.boundary_dilation_px:
-        result["boundary_tolerance_px"] = evaluation.boundary_dilation_px
     semantic = evaluate(
         predicted_fg,
         truth_fg,
@@ -935,6 +1159,20 @@ def _score_source(
             f"{key}_f1": semantic["dice"],
         }
     )
+    radius = evaluation.boundary_dilation_px
+    if radius and target.type in ("binary", "boundary"):
+        known = truth_fg != 2
+        precision, recall, f1 = _tolerant_scores(
+            (predicted_fg == 1) & known, (truth_fg == 1) & known, radius_px=radius
+        )
+        result.update(
+            {
+                "boundary_tolerance_px": radius,
+                f"{key}_precision_tolerant": precision,
+                f"{key}_recall_tolerant": recall,
+                f"{key}_f1_tolerant": f1,
+            }
+        )
     if evaluation.instances != "none" and target.type in ("binary", "foreground_boundary"):
         if instance_labels is not None:
             gt_source = loaded.source.model_copy(update={"labels": instance_labels})
@@ -973,6 +1211,26 @@ def _score_source(
             },
         )
     return result
+
+
+def _tolerant_scores(
+    predicted: NDArray[np.bool_], truth: NDArray[np.bool_], *, radius_px: int
+) -> tuple[float, float, float]:
+    """Precision, recall and F1 of thin structures with a tolerance (boundary F1).
+
+    A predicted voxel counts as correct when a true one lies within ``radius_px`` pixels
+    in its z section (Euclidean), a true voxel as found when a predicted one does.
+    """
+    r = int(radius_px)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    footprint = (yy**2 + xx**2 <= r * r)[None]
+    near_truth = ndimage.binary_dilation(truth, structure=footprint)
+    near_predicted = ndimage.binary_dilation(predicted, structure=footprint)
+    n_predicted, n_truth = int(np.count_nonzero(predicted)), int(np.count_nonzero(truth))
+    precision = int(np.count_nonzero(predicted & near_truth)) / n_predicted if n_predicted else 1.0
+    recall = int(np.count_nonzero(truth & near_predicted)) / n_truth if n_truth else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
 
 
 def _calibrate(
@@ -1353,6 +1611,10 @@ def run_training(
             "test_data": data_entries(test_sources),
             "license": {
                 "training_data": licenses,
+                "by_source": {
+                    s.source.dataset or s.source.image: s.license
+                    for s in train_sources + val_sources
+                },
                 "note": "the weights derive from the training data; its license terms apply "
                 "to their use",
             },
