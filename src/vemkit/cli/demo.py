@@ -53,8 +53,9 @@ def demo_command(
                 f"F1@0.7 {_fmt(score['f1_at_0.7'])}"
             )
     typer.echo(
-        "  (classical: thresholds and watershed, no training; sparse_unet: a 2D U-Net "
-        f"trained from every {every}th plane of the truth, scored on all planes)"
+        "  (classical: thresholds and watershed, no training; sparse_unet: `vemkit segment` "
+        f"with a 2D U-Net trained from every {every}th plane of the truth, scored on all "
+        "planes; its datasets with tables, seeds and meshes are in segment/)"
     )
     typer.echo("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items()))
     typer.echo(f"  phantom + truth   {result.phantom}")
