@@ -1,0 +1,82 @@
+"""Run both ``vemkit segment`` pipelines on every 3D raw volume in ../shared/data.
+
+Each volume is segmented twice per organelle — in one process (threads) and on a Dask
+LocalCluster of 2 processes — and the labels are compared (identical up to relabelling).
+Volumes without a documented voxel size are listed as skipped. Prints a Markdown table.
+
+    python benchmarks/bench_shared_data.py [--no-cluster]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--no-cluster", action="store_true", help="threads only")
+    parser.add_argument("--organelle", action="append", choices=["nuclei", "mitochondria"])
+    args = parser.parse_args()
+
+    from vemkit.blockwise import same_partition
+    from vemkit.datasets import data_root, dataset_info, list_datasets
+    from vemkit.io.dataset import Dataset
+    from vemkit.pipelines.segment import load_segment_settings, segment_volume
+
+    if data_root() is None:
+        print("../shared/data not found: skipped")
+        return
+    organelles = args.organelle or ["nuclei", "mitochondria"]
+    rows = []
+    workdir = Path(tempfile.mkdtemp(prefix="vemkit-bench-shared-"))
+    try:
+        for name in list_datasets():
+            info = dataset_info(name)
+            for file in info.files.values():
+                if file.role not in ("raw", "raw_unlabelled") or len(file.shape) != 3:
+                    continue
+                where = f"{name}/{file.name}"
+                if info.voxel_size is None:
+                    rows.append(f"| {where} | – | skipped: no documented voxel size | | | |")
+                    continue
+                voxel = ",".join(f"{v:g}" for v in info.voxel_size.as_tuple())
+                for organelle in organelles:
+                    results = {}
+                    for cluster in ["threads"] + ([] if args.no_cluster else ["local:2"]):
+                        out = workdir / f"{name}-{file.name}-{organelle}-{cluster[:5]}.zarr"
+                        settings = load_segment_settings(
+                            organelle, voxel_size=voxel, cluster=cluster, meshes=False
+                        )
+                        start = time.perf_counter()
+                        result = segment_volume(organelle, file.path, out, settings)
+                        seconds = time.perf_counter() - start
+                        labels = Dataset.open(out).layer(result.labels_layer).read()
+                        results[cluster] = (result.n_objects, seconds, labels)
+                    n, seconds, labels = results["threads"]
+                    if "local:2" in results:
+                        n2, seconds2, labels2 = results["local:2"]
+                        same = same_partition(labels, labels2) and n == n2
+                        cluster_text = f"{seconds2:.1f} s | {'yes' if same else '**NO**'}"
+                    else:
+                        cluster_text = "– | –"
+                    rows.append(
+                        f"| {where} {tuple(file.shape)} | {organelle} | {n} objects | "
+                        f"{seconds:.1f} s | {cluster_text} |"
+                    )
+                    for path in workdir.iterdir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    print(rows[-1], flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print()
+    print("| volume | pipeline | result | threads | LocalCluster (2 processes) | identical |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
