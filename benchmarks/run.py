@@ -98,6 +98,14 @@ def benches(workdir: Path) -> list[Bench]:
             markdown=True,
         ),
         Bench(
+            "vemkit segment on every 3D raw volume in ../shared/data",
+            "Both pipelines with the shipped models on each raw volume, in one process and on a "
+            "2-process LocalCluster; labels must be identical up to relabelling.",
+            [PYTHON, str(HERE / "bench_shared_data.py"), "--no-cluster", "--organelle", "nuclei"],
+            [PYTHON, str(HERE / "bench_shared_data.py")],
+            markdown=True,
+        ),
+        Bench(
             "Shipped models vs peer baselines (same data, same budget)",
             "mito-em vs an ilastik-style random forest (scikit-image features + scikit-learn) "
             "and a MONAI U-Net on held-out VNC ssTEM sections; nuclei-em vs StarDist 3D trained "
@@ -154,6 +162,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
     parser.add_argument("--output", type=Path, required=True, help="Markdown report to write")
+    parser.add_argument(
+        "--only", action="append", help="run only benchmarks whose title contains this text"
+    )
     args = parser.parse_args()
 
     mode = "quick" if args.quick else "full"
@@ -171,6 +182,8 @@ def main() -> int:
     failures = 0
     with tempfile.TemporaryDirectory(prefix="vemkit-bench-") as tmp:
         for bench in benches(Path(tmp)):
+            if args.only and not any(text.lower() in bench.title.lower() for text in args.only):
+                continue
             command = bench.quick if args.quick else bench.full
             print(f"running: {bench.title}", file=sys.stderr, flush=True)
             code, wall, rss_mib, output = run(command)
