@@ -33,6 +33,7 @@ from vemkit.measure import match_instances
 from vemkit.ml.augment import Augmenter
 from vemkit.ml.normalize import Normalization, normalize
 from vemkit.segmentation import distance_watershed
+from vemkit.synth.config import PhantomConfig
 from vemkit.synth.nuclei import (
     NucleiPlan,
     NucleiSceneConfig,
@@ -42,6 +43,7 @@ from vemkit.synth.nuclei import (
     synthetic_background,
     tile_background,
 )
+from vemkit.synth.phantom import make_phantom
 
 __all__ = [
     "CLIP_NM",
@@ -55,6 +57,7 @@ __all__ = [
     "NucleusPlanes",
     "load_background",
     "make_nuclei_sample",
+    "make_phantom_sample",
     "nuclei_distance_target",
     "resample_texture",
     "score_nuclei",
@@ -195,14 +198,14 @@ class NucleiSample(NamedTuple):
         Nucleus instances.
     distance_nm : (Z, Y, X) ndarray of float32
         Signed distance to the nearest nucleus border (positive inside), clipped.
-    plan : NucleiPlan
-        The drawn scene.
+    plan : NucleiPlan or None
+        The drawn scene (``None`` for a scene made from a phantom).
     """
 
     raw: NDArray[np.uint8]
     nuclei: NDArray[np.uint32]
     distance_nm: NDArray[np.float32]
-    plan: NucleiPlan
+    plan: NucleiPlan | None
 
 
 def nuclei_distance_target(plan: NucleiPlan, *, clip_nm: float = CLIP_NM) -> NDArray[np.float32]:
@@ -281,6 +284,80 @@ def make_nuclei_sample(
     return NucleiSample(raw, nuclei, distance, plan)
 
 
+def _signed_distance_continued(
+    foreground: NDArray[np.bool_], *, spacing: Sequence[float], clip_nm: float
+) -> NDArray[np.float32]:
+    """Clipped signed distance of a mask whose objects continue straight beyond its faces.
+
+    The mask is edge-padded by ``clip_nm`` (plus a voxel) before the transforms, so a
+    nucleus cut by the volume face is not given a border there.
+    """
+    margin = [math.ceil(clip_nm / v) + 1 for v in spacing]
+    padded = np.pad(foreground, [(m, m) for m in margin], mode="edge")
+    if not padded.any():
+        return np.full(foreground.shape, -clip_nm, dtype=np.float32)
+    if padded.all():
+        return np.full(foreground.shape, clip_nm, dtype=np.float32)
+    inside = ndimage.distance_transform_edt(padded, sampling=spacing)
+    outside = ndimage.distance_transform_edt(~padded, sampling=spacing)
+    distance = np.where(padded, inside, -outside).astype(np.float32)
+    np.clip(distance, -clip_nm, clip_nm, out=distance)
+    crop = tuple(slice(m, m + n) for m, n in zip(margin, foreground.shape, strict=True))
+    return distance[crop]
+
+
+def make_phantom_sample(
+    config: PhantomConfig,
+    *,
+    voxel_size: VoxelSize = WORKING_VOXEL_SIZE,
+    clip_nm: float = CLIP_NM,
+) -> NucleiSample:
+    """Make a training/evaluation scene from a phantom (:func:`vemkit.synth.make_phantom`).
+
+    The phantom is generated at its own (finer) voxel size, then brought to
+    ``voxel_size`` as the segment pipeline sees it: the image anti-aliased
+    (:func:`resample_texture`), nucleus labels by their area fraction (> 0.5) and the
+    nearest fine voxel. The distance target assumes that nuclei cut by a volume face
+    continue straight beyond it (the phantom does not say what lies outside).
+
+    Parameters
+    ----------
+    config : PhantomConfig
+        The phantom; give real anatomy (``cell_size_nm``, ``nucleus_diameter_nm``).
+    voxel_size : VoxelSize
+        Voxel size of the scene in nm.
+    clip_nm : float
+        Distance clip in nm.
+
+    Returns
+    -------
+    NucleiSample
+        With ``plan=None``.
+    """
+    if not clip_nm > 0:
+        raise ConfigError(f"clip_nm must be positive, got {clip_nm!r}")
+    phantom = make_phantom(config)
+    source = phantom.voxel_size
+    image = resample_texture(phantom.raw, voxel_size=source, target_voxel_size=voxel_size)
+    raw = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+    fraction = resample_texture(
+        (phantom.nuclei > 0).astype(np.float32), voxel_size=source, target_voxel_size=voxel_size
+    )
+    foreground = fraction > 0.5
+    index = [
+        np.minimum(
+            ((np.arange(n) + 0.5) * voxel_size.as_tuple()[a] / source.as_tuple()[a]).astype(int),
+            phantom.nuclei.shape[a] - 1,
+        )
+        for a, n in enumerate(raw.shape)
+    ]
+    nuclei = np.where(foreground, phantom.nuclei[np.ix_(*index)], 0).astype(np.uint32)
+    distance = _signed_distance_continued(
+        nuclei > 0, spacing=voxel_size.as_tuple(), clip_nm=clip_nm
+    )
+    return NucleiSample(raw, nuclei, distance, None)
+
+
 class NucleusPlanes(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     """2D training planes (along z, y and x) from 3D nucleus scenes.
 
@@ -307,6 +384,8 @@ class NucleusPlanes(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, t
         Share of planes that cut a nucleus.
     seed : int
         Random seed.
+    scene_weights : sequence of float, optional
+        Relative probability of drawing each scene (default: equal).
     """
 
     def __init__(
@@ -320,9 +399,19 @@ class NucleusPlanes(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, t
         clip_nm: float = CLIP_NM,
         foreground_fraction: float = 0.7,
         seed: int = 0,
+        scene_weights: Sequence[float] | None = None,
     ) -> None:
         if not samples:
             raise ConfigError("NucleusPlanes needs at least one scene")
+        self.scene_p: NDArray[np.float64] | None = None
+        if scene_weights is not None:
+            weights = np.asarray(scene_weights, dtype=np.float64)
+            if weights.shape != (len(samples),) or not (weights >= 0).all() or weights.sum() <= 0:
+                raise ConfigError(
+                    f"scene_weights must be {len(samples)} non-negative numbers with a "
+                    f"positive sum, got {scene_weights!r}"
+                )
+            self.scene_p = weights / weights.sum()
         if not normalization.is_fitted:
             raise ConfigError("NucleusPlanes needs a fitted normalization")
         self.samples = list(samples)
@@ -359,7 +448,10 @@ class NucleusPlanes(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, t
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        k = int(rng.integers(len(self.samples)))
+        if self.scene_p is None:
+            k = int(rng.integers(len(self.samples)))
+        else:
+            k = int(rng.choice(len(self.samples), p=self.scene_p))
         sample = self.samples[k]
         axis = int(rng.integers(3))
         planes = self.foreground_planes[k][axis]
@@ -393,19 +485,45 @@ def segment_nuclei_distance(
     distance_nm: ArrayLike,
     *,
     voxel_size: VoxelSize,
+    smooth_sigma_nm: float = 0.0,
     seed_threshold_nm: float = SEED_THRESHOLD_NM,
     mask_threshold_nm: float = MASK_THRESHOLD_NM,
     min_seed_size_nm3: float = 0.0,
     min_size_nm3: float = 0.0,
 ) -> NDArray[np.uint32]:
-    """Nucleus instances from a predicted signed distance (defaults: the model card's).
+    """Nucleus instances from a predicted signed distance map.
 
-    :func:`~vemkit.segmentation.distance_watershed` with seeds deeper than
-    ``seed_threshold_nm`` grown over ``distance > mask_threshold_nm``; seeds smaller than
-    ``min_seed_size_nm3`` are ignored and objects smaller than ``min_size_nm3`` removed.
+    :func:`~vemkit.segmentation.distance_watershed`: seeds are the connected parts
+    deeper than ``seed_threshold_nm``, grown over ``distance > mask_threshold_nm``; seeds
+    smaller than ``min_seed_size_nm3`` are ignored and objects smaller than
+    ``min_size_nm3`` removed. With ``smooth_sigma_nm > 0`` the map is first smoothed
+    by a Gaussian of that standard deviation (nm), which removes the plane-to-plane
+    stripes of tri-axis 2D predictions that would otherwise break seeds into pieces.
+
+    Parameters
+    ----------
+    distance_nm : (Z, Y, X) ndarray of float
+        Signed distance in nm, positive inside nuclei.
+    voxel_size : VoxelSize
+        Voxel size in nm.
+    smooth_sigma_nm, seed_threshold_nm, mask_threshold_nm : float
+        In nm, see above.
+    min_seed_size_nm3, min_size_nm3 : float
+        In nm³, see above.
+
+    Returns
+    -------
+    (Z, Y, X) ndarray of uint32
+        Nucleus instances 1..N.
     """
+    if not (math.isfinite(smooth_sigma_nm) and smooth_sigma_nm >= 0):
+        raise ConfigError(f"smooth_sigma_nm must be a number >= 0, got {smooth_sigma_nm!r}")
+    distance = np.asarray(distance_nm, dtype=np.float32)
+    if smooth_sigma_nm > 0:
+        sigma = [smooth_sigma_nm / v for v in voxel_size.as_tuple()]
+        distance = ndimage.gaussian_filter(distance, sigma, mode="nearest")
     return distance_watershed(
-        distance_nm,
+        distance,
         voxel_size=voxel_size,
         seed_threshold_nm=seed_threshold_nm,
         mask_threshold_nm=mask_threshold_nm,
