@@ -152,6 +152,13 @@ class NucleiSettings(SegmentSettings):
     min_seed_size_nm3: float | None = Field(default=None, ge=0)
     smooth_sigma_nm: float | None = Field(default=None, ge=0)
     seeds: bool = Field(default=True, description="Write centroid seeds (CSV + webKnossos NML).")
+    # Nuclei are at least a few µm: measuring them on a ~100 nm pyramid level of the labels
+    # (not the full resolution) changes their volumes by well under 1 % and is much cheaper.
+    measure_max_voxels: int = Field(
+        default=32_000_000,
+        ge=1,
+        description="Measure on the finest labels pyramid level with at most this many voxels.",
+    )
 
 
 class MitochondriaSettings(SegmentSettings):
@@ -428,8 +435,11 @@ class _Upsampler:
         low = [int(i.min()) for i in index]
         high = [int(i.max()) + 1 for i in index]
         coarse = self.labels.read(Box.from_bounds(low, high))
-        local = [i - lo for i, lo in zip(index, low, strict=True)]
-        return coarse[np.ix_(*local)]
+        # one axis at a time: three contiguous gathers are several times faster than one
+        # fancy-indexed np.ix_ gather on large blocks (same voxels)
+        for axis, (i, lo) in enumerate(zip(index, low, strict=True)):
+            coarse = np.take(coarse, i - lo, axis=axis)
+        return coarse
 
     def __vemkit_fingerprint__(self) -> dict[str, Any]:
         return {"step": "upsample", "shape": list(self.labels.shape), "scale": list(self.scale)}
