@@ -36,6 +36,8 @@ __all__ = [
     "evaluate_locations",
     "measure_labels",
     "read_table",
+    "spatial_summary",
+    "write_mesh_files",
     "write_meshes",
     "write_table",
 ]
@@ -143,14 +145,20 @@ def measure_labels(
         density_bandwidth_um=density_bandwidth_um,
     )
     summary: dict[str, Any] = {"n_objects": len(table)}
-    if len(table) >= 3:
-        centroids = table[["centroid_z_um", "centroid_y_um", "centroid_x_um"]].to_numpy()
-        extent = np.asarray(layer.spatial_shape) * np.asarray(layer.voxel_size.as_tuple()) / 1e3
-        summary["spatial"] = spatial_distribution(
-            centroids, region_volume_um3=float(np.prod(extent))
-        )
+    spatial = spatial_summary(table, layer)
+    if spatial is not None:
+        summary["spatial"] = spatial
     write_table(table, output, overwrite=overwrite)
     return table, summary
+
+
+def spatial_summary(table: pd.DataFrame, layer: Layer) -> dict[str, Any] | None:
+    """Spatial distribution of the object centroids over the layer's volume (None below 3)."""
+    if len(table) < 3:
+        return None
+    centroids = table[["centroid_z_um", "centroid_y_um", "centroid_x_um"]].to_numpy()
+    extent = np.asarray(layer.spatial_shape) * np.asarray(layer.voxel_size.as_tuple()) / 1e3
+    return spatial_distribution(centroids, region_volume_um3=float(np.prod(extent)))
 
 
 def evaluate_locations(
@@ -209,12 +217,25 @@ def write_meshes(
             meshes, out, segment_properties=properties, overwrite=overwrite
         )
         return out, len(meshes)
+    write_mesh_files(meshes, out, mesh_format=mesh_format, overwrite=overwrite)
+    return out, len(meshes)
+
+
+def write_mesh_files(
+    meshes: Mapping[int, Any],
+    output: str | os.PathLike[str],
+    *,
+    mesh_format: Literal["obj", "ply", "stl"],
+    overwrite: bool = False,
+) -> Path:
+    """Write one ``LABEL.FORMAT`` file per mesh into a new folder, atomically."""
     writer = _MESH_WRITERS[mesh_format]
+    out = Path(output)
     with atomic_output(out, overwrite=overwrite) as tmp:
         tmp.mkdir()
         for label, mesh in meshes.items():
             writer(mesh, tmp / f"{label}.{mesh_format}")
-    return out, len(meshes)
+    return out
 
 
 def compare_table(

@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vemkit.blockwise import get_client, label_blockwise, map_layer
+from vemkit.blockwise.cluster import is_local_scheduler
 from vemkit.errors import (
     ConfigError,
     InvalidVolumeError,
@@ -58,17 +59,19 @@ from vemkit.errors import (
     VoxelSizeError,
 )
 from vemkit.geometry import Box, VoxelSize
-from vemkit.io.atomic import atomic_output, check_output_path
+from vemkit.io.atomic import check_output_path
 from vemkit.io.dataset import Dataset
 from vemkit.io.layer import Layer
 from vemkit.io.pyramid import downsample_image, pick_level
 from vemkit.io.registry import open_layer
 from vemkit.io.validate import require_volume, require_voxel_size
 from vemkit.io.webknossos import write_nml
-from vemkit.measure import measure_regions, spatial_distribution
-from vemkit.measure.meshes import mesh_objects, write_obj, write_ply, write_stl
+from vemkit.measure import measure_regions
+from vemkit.measure.meshes import mesh_objects
+from vemkit.ml.normalize import Normalization
 from vemkit.ml.zoo import resolve_model
 from vemkit.pipelines.convert import refuse_input_as_output
+from vemkit.pipelines.measure import spatial_summary, write_mesh_files, write_table
 from vemkit.pipelines.predict import ModelSpec, load_predictor, predict_block, segment_instances
 from vemkit.progress import Progress
 
@@ -403,16 +406,10 @@ def _mitochondria_block(maps: NDArray[np.float32], **params: Any) -> NDArray[np.
         target_type="foreground_boundary" if "boundary" in spec_channels else "binary",
         channels=spec_channels,
         voxel_size=None,
-        normalization=_no_normalization(),
+        normalization=Normalization(),
         dims=2,
     )
     return segment_instances(maps, spec=spec, voxel_size=voxel_size, **params)
-
-
-def _no_normalization() -> Any:
-    from vemkit.ml.normalize import Normalization
-
-    return Normalization()
 
 
 @dataclass(frozen=True)
@@ -519,23 +516,6 @@ def _measure_level(layer_levels: int, dataset: Dataset, name: str, max_voxels: i
         if int(np.prod(dataset.layer(name, level).shape, dtype=np.int64)) <= max_voxels:
             return level
     return layer_levels - 1
-
-
-def _write_meshes(
-    labels: NDArray[Any],
-    voxel_size: VoxelSize,
-    folder: Path,
-    *,
-    mesh_format: str,
-    subset: Sequence[int] | None,
-) -> int:
-    writer = {"ply": write_ply, "obj": write_obj, "stl": write_stl}[mesh_format]
-    meshes = mesh_objects(labels, voxel_size=voxel_size, labels_subset=subset)
-    with atomic_output(folder, overwrite=True) as tmp:
-        tmp.mkdir()
-        for label, mesh in meshes.items():
-            writer(mesh, tmp / f"{label}.{mesh_format}")
-    return len(meshes)
 
 
 def segment_volume(
@@ -682,8 +662,7 @@ def _segment(  # noqa: PLR0917
     else:
         preferred_block = (32, 512, 512) if planar else (128, 256, 256)
         halo_nm = settings.halo_nm if settings.halo_nm is not None else 600.0
-    block = settings.block_shape or _default_block(grid.shape, preferred_block)
-    block = _default_block(grid.shape, block)
+    block = _default_block(grid.shape, settings.block_shape or preferred_block)
     halo = list(_halo_vox((halo_nm,) * 3, grid.voxel_size))
     if planar:
         halo[0] = 0
@@ -713,7 +692,7 @@ def _segment(  # noqa: PLR0917
     # One client for every step: a local cluster starts (and loads torch) only once.
     client = stack.enter_context(get_client(settings.cluster, n_workers=settings.n_workers))
     scheduler = client if client is not None else settings.cluster
-    in_process = settings.cluster in ("threads", "synchronous")
+    in_process = is_local_scheduler(settings.cluster)
     predict_workers = settings.n_workers or (1 if in_process else None)
     map_layer(
         predictor,
@@ -925,30 +904,18 @@ def _finish(
     table = None
     if settings.measure or (isinstance(settings, NucleiSettings) and settings.seeds):
         intensity = None
-        raw_levels = 1
-        try:
-            raw_levels = int(dataset.layer("raw").metadata.get("n_levels", 1))
-            if level < raw_levels:
-                raw_layer = dataset.layer("raw", level)
-                if raw_layer.shape == labels_layer.shape:
-                    intensity = raw_layer.read()
+        try:  # raw at the same level: copied raw has a pyramid, a referenced file may not
+            raw_layer = dataset.layer("raw", level)
+            if raw_layer.shape == labels_layer.shape:
+                intensity = raw_layer.read()
         except VemkitError:
-            intensity = None
+            pass
         table = measure_regions(labels, voxel_size=labels_layer.voxel_size, intensity=intensity)
         table.attrs["voxel_size_nm"] = list(labels_layer.voxel_size.as_tuple())
-        if len(table) >= 3:
-            centroids = table[["centroid_z_um", "centroid_y_um", "centroid_x_um"]].to_numpy()
-            extent = (
-                np.asarray(labels_layer.spatial_shape)
-                * np.asarray(labels_layer.voxel_size.as_tuple())
-                / 1e3
-            )
-            result.summary["spatial"] = spatial_distribution(
-                centroids, region_volume_um3=float(np.prod(extent))
-            )
+        spatial = spatial_summary(table, labels_layer)
+        if spatial is not None:
+            result.summary["spatial"] = spatial
     if settings.measure and table is not None:
-        from vemkit.pipelines.measure import write_table
-
         tables = dataset.path / "tables"
         tables.mkdir(exist_ok=True)
         result.table = write_table(table, tables / f"{result.organelle}.csv", overwrite=True)
@@ -963,14 +930,10 @@ def _finish(
             subset = [int(v) for v in largest.head(settings.mesh_max_objects)]
         folder = dataset.path / "meshes" / result.organelle
         folder.parent.mkdir(exist_ok=True)
-        _write_meshes(
-            labels,
-            labels_layer.voxel_size,
-            folder,
-            mesh_format=settings.mesh_format,
-            subset=subset,
+        meshes = mesh_objects(labels, voxel_size=labels_layer.voxel_size, labels_subset=subset)
+        result.meshes = write_mesh_files(
+            meshes, folder, mesh_format=settings.mesh_format, overwrite=True
         )
-        result.meshes = folder
     result.seconds["meshes"] = time.perf_counter() - clock
 
 
@@ -988,17 +951,15 @@ def _write_seeds(dataset: Dataset, result: SegmentResult, table: Any) -> None:
     seeds = pd.DataFrame(
         {
             "label": table["label"].to_numpy(),
-            "z_nm": points_nm[:, 0] if len(points_nm) else [],
-            "y_nm": points_nm[:, 1] if len(points_nm) else [],
-            "x_nm": points_nm[:, 2] if len(points_nm) else [],
-            "z_vox": np.rint(voxels[:, 0]).astype(np.int64) if len(voxels) else [],
-            "y_vox": np.rint(voxels[:, 1]).astype(np.int64) if len(voxels) else [],
-            "x_vox": np.rint(voxels[:, 2]).astype(np.int64) if len(voxels) else [],
-            "volume_um3": table["volume_um3"].to_numpy() if "volume_um3" in table else [],
+            "z_nm": points_nm[:, 0],
+            "y_nm": points_nm[:, 1],
+            "x_nm": points_nm[:, 2],
+            "z_vox": np.rint(voxels[:, 0]).astype(np.int64),
+            "y_vox": np.rint(voxels[:, 1]).astype(np.int64),
+            "x_vox": np.rint(voxels[:, 2]).astype(np.int64),
+            "volume_um3": table["volume_um3"].to_numpy(),
         }
     )
-    from vemkit.pipelines.measure import write_table
-
     result.seeds_csv = write_table(seeds, folder / f"{result.organelle}.csv", overwrite=True)
     result.seeds_nml = write_nml(
         folder / f"{result.organelle}.nml",
