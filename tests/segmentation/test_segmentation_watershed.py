@@ -202,3 +202,31 @@ def test_seeded_watershed_keeps_seed_ids_and_mask() -> None:
     out = seeded_watershed(elevation, seeds, mask=mask)
     assert out.dtype == np.uint32
     assert out[0, 0].tolist() == [3, 3, 3, 3, 3, 3, 0, 7, 7]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_component_wise_flooding_equals_one_whole_volume_watershed(seed: int) -> None:
+    """The per-component flood gives exactly what one skimage watershed + leftover CC gives."""
+    import cc3d
+    from skimage.segmentation import watershed
+
+    from vemkit.blockwise import same_partition
+    from vemkit.segmentation.watershed import _flood_and_label_rest
+
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 16)), int(rng.integers(8, 48)), int(rng.integers(8, 48)))
+    field = ndi.gaussian_filter(rng.random(shape), 2)
+    mask = field > np.quantile(field, rng.uniform(0.3, 0.8))
+    elevation = ndi.gaussian_filter(rng.random(shape), 1).astype(np.float32)
+    seed_mask = mask & (ndi.gaussian_filter(rng.random(shape), 1) > 0.5)
+    seeds = cc3d.connected_components(seed_mask, connectivity=6).astype(np.uint32)
+
+    expected = watershed(elevation, seeds, mask=mask, connectivity=1).astype(np.uint32)
+    unseeded = cc3d.connected_components(mask & (expected == 0), connectivity=6)
+    expected[unseeded > 0] = unseeded[unseeded > 0] + expected.max()
+
+    labels = _flood_and_label_rest(elevation, seeds, mask)
+    assert labels.dtype == np.uint32
+    assert same_partition(labels, expected)
+    np.testing.assert_array_equal(labels[seeds > 0], seeds[seeds > 0])
+    assert not labels[~mask].any()

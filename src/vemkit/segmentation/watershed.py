@@ -92,15 +92,46 @@ def _flood_and_label_rest(
 
     Giving such a component its own label is what seeding it at its elevation minimum
     would produce (a single seed floods its whole component) without a second watershed.
+
+    The flood never crosses from one connected component of ``mask`` (face neighbours)
+    to another, so it runs component by component: a component with one seed id takes
+    that id, one without seeds a new id, and only components holding two or more seed
+    ids are flooded, each in its bounding box. Same labels as one whole-volume
+    ``skimage`` watershed (tested), but ``skimage`` holds ~30 bytes per voxel of the whole
+    volume (float64 copies of the elevation, padded int32 markers, an int8 mask), which
+    made it the peak of blockwise mitochondria runs; here the whole-volume cost is two
+    uint32 arrays, and the flooding touches only the multi-seed components.
     """
-    labels = _skimage_watershed(elevation, seeds, mask=mask, connectivity=1)
-    leftover = mask & (labels == 0)
-    if leftover.any():
-        extra, _ = cc3d.connected_components(
-            leftover, connectivity=6, return_N=True, out_dtype=np.uint32
-        )
-        offset = np.uint32(labels.max())
-        np.add(extra, offset, out=labels, where=extra != 0)
+    components, n_components = cc3d.connected_components(
+        np.ascontiguousarray(mask), connectivity=6, return_N=True, out_dtype=np.uint32
+    )
+    if n_components == 0:
+        return components
+    inside = seeds != 0
+    inside &= components != 0
+    pairs = np.unique(
+        components[inside].astype(np.uint64) << np.uint64(32) | seeds[inside].astype(np.uint64)
+    )
+    del inside
+    owner = (pairs >> np.uint64(32)).astype(np.int64)
+    seed_of = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    n_seeds = np.bincount(owner, minlength=n_components + 1)
+    top = max(int(seeds.max()), 0)
+    # component -> label: its seed id, a new id after every seed id, or 0 (flooded below)
+    lut = np.zeros(n_components + 1, dtype=np.uint32)
+    single = n_seeds[owner] == 1
+    lut[owner[single]] = seed_of[single]
+    unseeded = np.flatnonzero(n_seeds[1:] == 0) + 1
+    lut[unseeded] = np.arange(top + 1, top + 1 + len(unseeded), dtype=np.uint32)
+    labels = lut[components]
+    if np.any(n_seeds >= 2):
+        boxes = ndi.find_objects(components)
+        for index in np.flatnonzero(n_seeds >= 2):
+            box = boxes[index - 1]
+            region = components[box] == index
+            local_seeds = np.where(region, seeds[box], 0).astype(np.uint32, copy=False)
+            flooded = _skimage_watershed(elevation[box], local_seeds, mask=region, connectivity=1)
+            labels[box][region] = flooded[region]
     return labels
 
 
