@@ -123,7 +123,7 @@ RECIPE: dict[str, Any] = {
     # Wall-clock budget of the training loop (scene generation, which a --cache makes a
     # one-off, is timed separately); the learning rate follows a cosine over it and
     # training stops at the last epoch that fits.
-    "max_train_minutes": 20.0,
+    "max_train_minutes": 30.0,
     "validation_samples": 96,
     "foreground_fraction": 0.7,
     "optimizer": {"name": "adamw", "learning_rate": 0.002, "weight_decay": 1e-4},
@@ -1142,8 +1142,8 @@ def _summary_note(card: dict[str, Any]) -> str:
         f"Post-processing {m['postprocessing']['chosen']} (chosen on validation scenes). "
         f"Training: {minutes} min wall for the training loop ({t.get('epochs_run')} epochs, "
         f"stopped by the {t.get('stopped_by')}), CPU, "
-        f"{t.get('machine', {}).get('torch_threads')} torch threads on a machine shared "
-        f"with other jobs; scene/phantom generation {generation / 60:.1f} min in this run "
+        f"{t.get('machine', {}).get('torch_threads')} torch threads on the 2-core CPU; "
+        f"scene/phantom generation {generation / 60:.1f} min in this run "
         "(see training.scene_cache)."
     )
 
