@@ -26,6 +26,7 @@ from skimage.measure import label as skimage_label
 from skimage.morphology import remove_small_objects as skimage_remove_small_objects
 from skimage.segmentation import watershed as skimage_watershed
 
+from vemkit.blockwise import same_partition
 from vemkit.geometry import VoxelSize
 from vemkit.segmentation import (
     connected_components,
@@ -63,14 +64,6 @@ def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, float, Any]:
         best_wall = min(best_wall, time.perf_counter() - wall)
         best_cpu = min(best_cpu, time.process_time() - cpu)
     return best_wall, best_cpu, result
-
-
-def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether two label images hold the same objects up to renumbering."""
-    if not np.array_equal(a > 0, b > 0):
-        return False
-    pairs = np.unique(np.stack([a[a > 0], b[b > 0]]).astype(np.int64), axis=1)
-    return len(np.unique(pairs[0])) == pairs.shape[1] == len(np.unique(pairs[1]))
 
 
 def fill_holes_object_loop(labels: np.ndarray) -> np.ndarray:

@@ -1,7 +1,10 @@
 """Run both ``vemkit segment`` pipelines on every 3D raw volume in ../shared/data.
 
 Each volume is segmented twice per organelle — in one process (threads) and on a Dask
-LocalCluster of 2 processes — and the labels are compared (identical up to relabelling).
+LocalCluster of 2 single-threaded worker processes — and the labels are compared
+(identical up to relabelling). The cluster is started once and every run connects to it
+by its ``tcp://`` address (``--cluster tcp://…``), as a user with a running cluster would;
+its workers keep the model loaded between runs.
 Volumes without a documented voxel size are listed as skipped. Prints a Markdown table.
 
     python benchmarks/bench_shared_data.py [--no-cluster]
@@ -33,6 +36,15 @@ def main() -> None:
     organelles = args.organelle or ["nuclei", "mitochondria"]
     rows = []
     workdir = Path(tempfile.mkdtemp(prefix="vemkit-bench-shared-"))
+    clusters = ["threads"]
+    local_cluster = None
+    if not args.no_cluster:
+        import distributed
+
+        local_cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        clusters.append(local_cluster.scheduler_address)
     try:
         for name in list_datasets():
             info = dataset_info(name)
@@ -46,8 +58,8 @@ def main() -> None:
                 voxel = ",".join(f"{v:g}" for v in info.voxel_size.as_tuple())
                 for organelle in organelles:
                     results = {}
-                    for cluster in ["threads"] + ([] if args.no_cluster else ["local:2"]):
-                        out = workdir / f"{name}-{file.name}-{organelle}-{cluster[:5]}.zarr"
+                    for index, cluster in enumerate(clusters):
+                        out = workdir / f"{name}-{file.name}-{organelle}-{index}.zarr"
                         settings = load_segment_settings(
                             organelle, voxel_size=voxel, cluster=cluster, meshes=False
                         )
@@ -55,10 +67,10 @@ def main() -> None:
                         result = segment_volume(organelle, file.path, out, settings)
                         seconds = time.perf_counter() - start
                         labels = Dataset.open(out).layer(result.labels_layer).read()
-                        results[cluster] = (result.n_objects, seconds, labels)
-                    n, seconds, labels = results["threads"]
-                    if "local:2" in results:
-                        n2, seconds2, labels2 = results["local:2"]
+                        results[index] = (result.n_objects, seconds, labels)
+                    n, seconds, labels = results[0]
+                    if 1 in results:
+                        n2, seconds2, labels2 = results[1]
                         same = same_partition(labels, labels2) and n == n2
                         cluster_text = f"{seconds2:.1f} s | {'yes' if same else '**NO**'}"
                     else:
@@ -71,6 +83,8 @@ def main() -> None:
                         shutil.rmtree(path, ignore_errors=True)
                     print(rows[-1], flush=True)
     finally:
+        if local_cluster is not None:
+            local_cluster.close()
         shutil.rmtree(workdir, ignore_errors=True)
     print()
     print("| volume | pipeline | result | threads | LocalCluster (2 processes) | identical |")

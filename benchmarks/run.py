@@ -54,7 +54,7 @@ def benches(workdir: Path) -> list[Bench]:
             "Demo end to end",
             "`vemkit demo`: phantom → dataset → segmentation → scores against the truth.",
             _vemkit("demo", "-o", str(workdir / "demo-quick"), "--size", "96", "--quiet"),
-            _vemkit("demo", "-o", str(workdir / "demo-full"), "--size", "192", "--quiet"),
+            _vemkit("demo", "-o", str(workdir / "demo-full"), "--size", "128", "--quiet"),
         ),
         Bench(
             "Watershed and connected components vs scikit-image / SciPy",
@@ -94,6 +94,8 @@ def benches(workdir: Path) -> list[Bench]:
                 "256",
                 "1024",
                 "1024",
+                # LocalCluster equality is shown on every shared-data volume below
+                "--no-cluster",
             ],
             markdown=True,
         ),
