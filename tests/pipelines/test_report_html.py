@@ -153,3 +153,27 @@ def test_summarize_table_median_iqr():
     assert row["n"] == 4
     assert row["median"] == 2.5
     assert (row["q1"], row["q3"]) == (1.75, 3.25)
+
+
+def test_report_progress_advances_once_per_layer_and_once_at_the_end(report):
+    tmp, result = report
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, int]] = []
+
+        def start(self, total: int, description: str) -> None:
+            self.calls.append(("start", total))
+
+        def advance(self, steps: int = 1) -> None:
+            self.calls.append(("advance", steps))
+
+        def finish(self) -> None:
+            self.calls.append(("finish", 0))
+
+    recorder = Recorder()
+    again = write_report(tmp / "cell.zarr", tmp / "progress.html", progress=recorder)
+    n_layers = len(again.layers)
+    assert n_layers == len(result.layers) >= 1
+    assert recorder.calls[0] == ("start", n_layers + 1)
+    assert recorder.calls[1:] == [("advance", 1)] * (n_layers + 1) + [("finish", 0)]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from vemkit.cli.common import OverwriteOption, handle_errors
+from vemkit.cli.common import OverwriteOption, QuietOption, cli_progress, handle_errors
 from vemkit.errors import ConfigError
 from vemkit.pipelines.report import write_report
 
@@ -55,6 +55,7 @@ def report_command(
     ] = 0,
     title: Annotated[str | None, typer.Option(help="Report title.")] = None,
     overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Overview slices, measurements, plots, 3D view and provenance in one HTML file."""
     result = write_report(
@@ -68,6 +69,7 @@ def report_command(
         max_meshes=max_meshes,
         title=title,
         overwrite=overwrite,
+        progress=cli_progress(quiet=quiet),
     )
     typer.echo(f"wrote {result.path} ({result.seconds:.1f} s)")
     for layer in result.layers:

@@ -42,6 +42,7 @@ from vemkit.io.dataset import Dataset
 from vemkit.io.layer import Layer
 from vemkit.measure import measure_regions, mesh_objects
 from vemkit.pipelines.measure import read_table
+from vemkit.progress import NullProgress, Progress
 from vemkit.viz import (
     column_label,
     figure_png,
@@ -512,6 +513,7 @@ def write_report(
     max_meshes: int = 200,
     title: str | None = None,
     overwrite: bool = False,
+    progress: Progress | None = None,
 ) -> ReportResult:
     """Write a self-contained HTML report of a dataset and its label layers.
 
@@ -539,6 +541,8 @@ def write_report(
         Report title (default: the dataset's name).
     overwrite : bool
         Replace an existing report.
+    progress : Progress, optional
+        One step per label layer (measurements, plots, meshes) and one for the rest.
 
     Returns
     -------
@@ -577,6 +581,8 @@ def write_report(
     sections: list[str] = []
     layer_reports: list[LayerReport] = []
     all_tables = []
+    reporter = progress if progress is not None else NullProgress()
+    reporter.start(len(names) + 1, "writing report")
     for index, name in enumerate(names):
         given = given_tables.get(name)
         if isinstance(given, pd.DataFrame):
@@ -604,6 +610,7 @@ def write_report(
         layer_reports.append(report)
         if len(table):
             all_tables.append(table.assign(layer=name))
+        reporter.advance(1)
     if len(all_tables) >= 2:
         combined = pd.concat(all_tables, ignore_index=True)
         columns = [c for c in PLOT_COLUMNS if c in combined.columns]
@@ -645,4 +652,6 @@ def write_report(
     )
     with atomic_output(target, overwrite=overwrite) as tmp:
         tmp.write_text(document, encoding="utf-8")
+    reporter.advance(1)
+    reporter.finish()
     return ReportResult(target, layer_reports, time.perf_counter() - start)
