@@ -120,7 +120,7 @@ def _flood_and_label_rest(
     owner = (pairs >> np.uint64(32)).astype(np.int64)
     seed_of = (pairs & np.uint64(0xFFFFFFFF)).astype(np.uint32)
     n_seeds = np.bincount(owner, minlength=n_components + 1)
-    top = max(int(seeds.max()), 0)
+    top = int(seeds.max())
     # component -> label: its seed id, a new id after every seed id, or 0 (flooded below)
     lut = np.zeros(n_components + 1, dtype=np.uint32)
     single = n_seeds[owner] == 1
@@ -128,9 +128,10 @@ def _flood_and_label_rest(
     unseeded = np.flatnonzero(n_seeds[1:] == 0) + 1
     lut[unseeded] = np.arange(top + 1, top + 1 + len(unseeded), dtype=np.uint32)
     labels = lut[components]
-    if np.any(n_seeds >= 2):
+    several = np.flatnonzero(n_seeds >= 2)
+    if len(several):
         boxes = ndi.find_objects(components)
-        for index in np.flatnonzero(n_seeds >= 2):
+        for index in several:
             box = boxes[index - 1]
             region = components[box] == index
             local_seeds = np.where(region, seeds[box], 0).astype(np.uint32, copy=False)
