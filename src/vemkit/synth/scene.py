@@ -43,8 +43,12 @@ GRANULE = 0.34
 _KEY_FINE, _KEY_COARSE, _KEY_WOBBLE, _KEY_PARTIAL, _KEY_TONE, _KEY_GRANULE = 40, 41, 42, 43, 44, 45
 _KEY_DRIFT, _KEY_JITTER, _KEY_NOISE = 50, 51, 52
 
-# Sub-blocks of about this edge (nm) are tested for lying inside one cell.
+# Sub-blocks of about this edge (nm), and at least _SUBBLOCK_MIN_VOX voxels, are tested
+# for lying inside one cell. The result does not depend on the size (the candidate test
+# is conservative); at coarse voxels tiny sub-blocks made the Python loop the whole cost
+# (80 nm: 2-voxel sub-blocks, 168 s for 96x192x192; 8-voxel ones, ~4.6x faster).
 _SUBBLOCK_NM = 160.0
+_SUBBLOCK_MIN_VOX = 8
 
 
 def _ramp(x: NDArray[np.float32], soft: float) -> NDArray[np.float32]:
@@ -122,7 +126,7 @@ class Scene:
         # Candidate seeds must cover the widest membrane band plus its soft edge.
         widest = max(cells.membrane_half_nm, 0.575 * float(voxel.max()))
         self.cell_reach_nm = 2.0 * (widest + self.soft_nm) + 2.0
-        self.subblock = tuple(max(2, round(_SUBBLOCK_NM / v)) for v in self.voxel)
+        self.subblock = tuple(max(_SUBBLOCK_MIN_VOX, round(_SUBBLOCK_NM / v)) for v in self.voxel)
 
         self.fine = ValueNoise(derive_key(seed, _KEY_FINE), spacing_nm=22.0)
         self.coarse = ValueNoise(derive_key(seed, _KEY_COARSE), spacing_nm=90.0 * scale)
