@@ -223,6 +223,49 @@ def test_nuclei_pipeline_writes_labels_seeds_and_meshes(tmp_path: Path) -> None:
         assert abs(z_vox * 50 - z_nm) <= 25
 
 
+def test_nuclei_pipeline_on_a_phantom_finds_the_nuclei(tmp_path: Path) -> None:
+    """Shipped nuclei-em end to end on tissue phantoms it never saw: object F1@0.5 >= 0.95.
+
+    Cells of ~8 µm with 4-6 µm nuclei at 80 nm voxels (15 µm fields). Truth nuclei the
+    border cuts to below the card's minimum object size cannot be reported by design and
+    are left out of the score, with any prediction lying mostly inside them.
+    """
+    from vemkit.ml.zoo import resolve_model
+    from vemkit.pipelines.nuclei_data import score_nuclei
+
+    card = json.loads((resolve_model("nuclei-em") / "model.json").read_text())["card"]
+    min_size_nm3 = float(card["instances"]["min_size_nm3"])
+    voxel = V(80, 80, 80)
+    tp = fp = fn = 0
+    for seed in (101, 102):
+        config = PhantomConfig(
+            shape=(96, 192, 192),
+            voxel_size=voxel,
+            cell_size_nm=8000.0,
+            nucleus_diameter_nm=(4000.0, 6000.0),
+            seed=seed,
+        )
+        phantom = make_phantom(config)
+        raw_path = tmp_path / f"phantom-{seed}.tif"
+        write_tiff(raw_path, phantom.raw, voxel_size=voxel)
+        settings = load_segment_settings("nuclei", meshes=False, measure=False)
+        result = segment_volume("nuclei", raw_path, tmp_path / f"n{seed}.zarr", settings)
+        labels = Dataset.open(result.output).layer("labels/nuclei").read()
+        truth = phantom.nuclei.copy()
+        sizes = np.bincount(truth.ravel()) * float(np.prod(voxel.as_tuple()))
+        small = np.flatnonzero(sizes < min_size_nm3)
+        small = small[small > 0]
+        in_small = np.isin(truth, small)
+        inside = np.bincount(labels[in_small].ravel(), minlength=int(labels.max()) + 1)
+        mostly_inside = np.flatnonzero(inside * 2 > np.bincount(labels.ravel()))
+        labels[np.isin(labels, mostly_inside[mostly_inside > 0])] = 0
+        truth[in_small] = 0
+        counts = score_nuclei(labels, truth)
+        tp, fp, fn = tp + counts["tp50"], fp + counts["fp50"], fn + counts["fn50"]
+    assert tp >= 6
+    assert 2 * tp / (2 * tp + fp + fn) >= 0.95
+
+
 # --- bad inputs ------------------------------------------------------------------------------
 def test_bad_inputs_give_clear_errors(tmp_path: Path) -> None:
     image = tmp_path / "plane.tif"
