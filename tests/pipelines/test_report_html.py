@@ -6,9 +6,10 @@ import base64
 from html.parser import HTMLParser
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from vemkit.errors import LayerNotFoundError, OutputExistsError
+from vemkit.errors import ConfigError, LayerNotFoundError, OutputExistsError
 from vemkit.geometry import VoxelSize
 from vemkit.io import Dataset, Layer
 from vemkit.measure import measure_regions
@@ -177,3 +178,12 @@ def test_report_progress_advances_once_per_layer_and_once_at_the_end(report):
     assert n_layers == len(result.layers) >= 1
     assert recorder.calls[0] == ("start", n_layers + 1)
     assert recorder.calls[1:] == [("advance", 1)] * (n_layers + 1) + [("finish", 0)]
+
+    # a layer that fails still closes the bar, and nothing is written
+    failing = Recorder()
+    bad = {result.layers[0].name: pd.DataFrame({"x": [1.0]})}
+    with pytest.raises(ConfigError, match="lacks column"):
+        write_report(tmp / "cell.zarr", tmp / "bad.html", tables=bad, progress=failing)
+    assert failing.calls[0] == ("start", n_layers + 1)
+    assert failing.calls[-1] == ("finish", 0)
+    assert not (tmp / "bad.html").exists()

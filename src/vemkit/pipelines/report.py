@@ -583,75 +583,77 @@ def write_report(
     all_tables = []
     reporter = progress if progress is not None else NullProgress()
     reporter.start(len(names) + 1, "writing report")
-    for index, name in enumerate(names):
-        given = given_tables.get(name)
-        if isinstance(given, pd.DataFrame):
-            table, source = _check_table(given, f"for {name!r}"), "table given"
-        elif given is not None:
-            table = _check_table(read_table(given), repr(str(given)))
-            source = f"read from {Path(given).name}"
-        else:
-            layer: Layer = ds.layer(f"labels/{name}", measure_level)
-            log.info("measuring %s at level %d", name, measure_level)
-            table = measure_regions(layer.read(), voxel_size=layer.voxel_size)
-            source = f"measured at pyramid level {measure_level}, voxel size {layer.voxel_size}"
-        section, report = _layer_section(
-            ds,
-            name,
-            table,
-            source,
-            raw_preview,
-            preview_voxels=preview_voxels,
-            max_meshes=max_meshes,
-            group=group,
-            anchor=f"labels-{index}",
-        )
-        sections.append(section)
-        layer_reports.append(report)
-        if len(table):
-            all_tables.append(table.assign(layer=name))
-        reporter.advance(1)
-    if len(all_tables) >= 2:
-        combined = pd.concat(all_tables, ignore_index=True)
-        columns = [c for c in PLOT_COLUMNS if c in combined.columns]
-        logs = [c for c in _LOG_COLUMNS if c in columns and _is_skewed(combined[c])]
-        sections.append(
-            '<section id="comparison"><h2>Comparison of label layers</h2>'
-            + _figure(
-                plot_violins(combined, columns, by="layer", log_columns=logs, ncols=2),
-                "Measurements by label layer",
+    try:
+        for index, name in enumerate(names):
+            given = given_tables.get(name)
+            if isinstance(given, pd.DataFrame):
+                table, source = _check_table(given, f"for {name!r}"), "table given"
+            elif given is not None:
+                table = _check_table(read_table(given), repr(str(given)))
+                source = f"read from {Path(given).name}"
+            else:
+                layer: Layer = ds.layer(f"labels/{name}", measure_level)
+                log.info("measuring %s at level %d", name, measure_level)
+                table = measure_regions(layer.read(), voxel_size=layer.voxel_size)
+                source = f"measured at pyramid level {measure_level}, voxel size {layer.voxel_size}"
+            section, report = _layer_section(
+                ds,
+                name,
+                table,
+                source,
+                raw_preview,
+                preview_voxels=preview_voxels,
+                max_meshes=max_meshes,
+                group=group,
+                anchor=f"labels-{index}",
             )
-            + "</section>"
-        )
-    settings = {
-        "labels": names,
-        "measurement tables": {
-            k: str(v) for k, v in given_tables.items() if not isinstance(v, pd.DataFrame)
+            sections.append(section)
+            layer_reports.append(report)
+            if len(table):
+                all_tables.append(table.assign(layer=name))
+            reporter.advance(1)
+        if len(all_tables) >= 2:
+            combined = pd.concat(all_tables, ignore_index=True)
+            columns = [c for c in PLOT_COLUMNS if c in combined.columns]
+            logs = [c for c in _LOG_COLUMNS if c in columns and _is_skewed(combined[c])]
+            sections.append(
+                '<section id="comparison"><h2>Comparison of label layers</h2>'
+                + _figure(
+                    plot_violins(combined, columns, by="layer", log_columns=logs, ncols=2),
+                    "Measurements by label layer",
+                )
+                + "</section>"
+            )
+        settings = {
+            "labels": names,
+            "measurement tables": {
+                k: str(v) for k, v in given_tables.items() if not isinstance(v, pd.DataFrame)
+            }
+            or "measured for this report",
+            "measure level": measure_level,
+            "preview voxel budget": preview_voxels,
+            "meshed objects (largest)": max_meshes,
         }
-        or "measured for this report",
-        "measure level": measure_level,
-        "preview voxel budget": preview_voxels,
-        "meshed objects (largest)": max_meshes,
-    }
-    heading = title or ds.path.name
-    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    nav = "".join(f'<a href="#labels-{i}">{_esc(n)}</a>' for i, n in enumerate(names))
-    document = (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_esc(heading)} – vemkit report</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{_esc(heading)}</h1>"
-        f'<p class="meta">vemkit report, generated {_esc(now)}</p>'
-        f'<nav><a href="#dataset">dataset</a>{nav}<a href="#provenance">provenance</a></nav>'
-        "</header><main>"
-        + _dataset_section(ds, info)
-        + "".join(sections)
-        + _provenance_section(info, settings)
-        + "</main></body></html>\n"
-    )
-    with atomic_output(target, overwrite=overwrite) as tmp:
-        tmp.write_text(document, encoding="utf-8")
-    reporter.advance(1)
-    reporter.finish()
+        heading = title or ds.path.name
+        now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        nav = "".join(f'<a href="#labels-{i}">{_esc(n)}</a>' for i, n in enumerate(names))
+        document = (
+            "<!DOCTYPE html>\n"
+            '<html lang="en"><head><meta charset="utf-8">'
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_esc(heading)} – vemkit report</title><style>{_CSS}</style></head><body>"
+            f"<header><h1>{_esc(heading)}</h1>"
+            f'<p class="meta">vemkit report, generated {_esc(now)}</p>'
+            f'<nav><a href="#dataset">dataset</a>{nav}<a href="#provenance">provenance</a></nav>'
+            "</header><main>"
+            + _dataset_section(ds, info)
+            + "".join(sections)
+            + _provenance_section(info, settings)
+            + "</main></body></html>\n"
+        )
+        with atomic_output(target, overwrite=overwrite) as tmp:
+            tmp.write_text(document, encoding="utf-8")
+        reporter.advance(1)
+    finally:
+        reporter.finish()  # also when a layer fails: no dangling progress bar
     return ReportResult(target, layer_reports, time.perf_counter() - start)
