@@ -209,3 +209,17 @@ def test_info_on_a_shared_file_uses_catalog_voxel_size(shared_data):
     result = run("info", shared_data / "gala_medulla_fibsem" / "test_raw.tif", "--json")
     facts = json.loads(result.stdout)
     assert facts["layers"][0]["voxel_size_nm"] == [10.0, 10.0, 10.0]
+
+
+def test_the_command_starts_without_loading_the_heavy_libraries():
+    """``vemkit --help`` stays instant: PyTorch, TensorStore and the pipelines load lazily."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vemkit.cli.main; "
+        "print(sorted(m for m in ('torch', 'tensorstore', 'matplotlib', 'vemkit.pipelines') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

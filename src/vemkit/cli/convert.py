@@ -14,7 +14,6 @@ from vemkit.cli.common import (
     handle_errors,
     parse_voxel_size,
 )
-from vemkit.pipelines.convert import convert_volume
 
 
 @handle_errors
@@ -32,6 +31,8 @@ def convert_command(
     quiet: QuietOption = False,
 ) -> None:
     """Convert a volume to a new OME-Zarr dataset with a pyramid (or a TIFF); input untouched."""
+    from vemkit.pipelines.convert import convert_volume
+
     out = convert_volume(
         source,
         output,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import typer
 
 from vemkit.cli.common import handle_errors
-from vemkit.datasets import data_root, dataset_info, list_datasets
 
 
 @handle_errors
 def datasets_command() -> None:
     """List the shared real datasets (../shared/data or $VEMKIT_DATA)."""
+    from vemkit.datasets import data_root, dataset_info, list_datasets
+
     root = data_root()
     if root is None:
         typer.echo("no shared datasets found; set VEMKIT_DATA to their folder")

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from vemkit.cli.common import OverwriteOption, QuietOption, cli_progress, handle_errors
-from vemkit.pipelines.demo import run_demo
 
 
 def _fmt(value: object) -> str:
@@ -33,6 +32,8 @@ def demo_command(
     quiet: QuietOption = False,
 ) -> None:
     """Phantom → dataset → segmentation → scores against the phantom's exact truth."""
+    from vemkit.pipelines.demo import run_demo
+
     result = run_demo(
         output,
         size=size,

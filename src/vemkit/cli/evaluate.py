@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from vemkit.cli.common import VoxelSizeOption, handle_errors, parse_voxel_size
-from vemkit.pipelines.measure import evaluate_locations
 
 
 def _fmt(value: Any) -> str:
@@ -29,6 +28,8 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Dice, IoU, precision, recall, object F1 over IoU thresholds, Hausdorff, VI, ARE."""
+    from vemkit.pipelines.measure import evaluate_locations
+
     if mode not in ("auto", "instance", "semantic"):
         from vemkit.errors import ConfigError
 

@@ -8,8 +8,6 @@ import typer
 
 from vemkit.cli.common import OverwriteOption, VoxelSizeOption, handle_errors, parse_voxel_size
 from vemkit.errors import ConfigError
-from vemkit.io.neuroglancer import DEFAULT_VIEWER, neuroglancer_url
-from vemkit.pipelines.export import export_neuroglancer, export_nml
 
 export_app = typer.Typer(
     help="Export to other viewers: neuroglancer states, webKnossos NML skeletons.",
@@ -37,11 +35,15 @@ def neuroglancer_command(
         str, typer.Option(help="Data source scheme: zarr (any version) or zarr2.")
     ] = "zarr",
     viewer: Annotated[
-        str, typer.Option(help="Neuroglancer viewer for the printed link.")
-    ] = DEFAULT_VIEWER,
+        str | None,
+        typer.Option(help="Neuroglancer viewer for the printed link (default: the public demo)."),
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Write a neuroglancer state: raw as image, labels as segmentation layers."""
+    from vemkit.io.neuroglancer import DEFAULT_VIEWER, neuroglancer_url
+    from vemkit.pipelines.export import export_neuroglancer
+
     if scheme not in ("zarr", "zarr2"):
         raise ConfigError(f"--scheme must be zarr or zarr2, got {scheme!r}")
     path, state = export_neuroglancer(
@@ -55,7 +57,7 @@ def neuroglancer_command(
     names = ", ".join(item["name"] for item in state["layers"])
     typer.echo(f"wrote {path} (layers: {names})")
     typer.echo("serve the folder with CORS enabled (e.g. `npx http-server --cors`), then open:")
-    typer.echo(neuroglancer_url(state, viewer=viewer))
+    typer.echo(neuroglancer_url(state, viewer=viewer or DEFAULT_VIEWER))
 
 
 @export_app.command("nml")
@@ -74,6 +76,8 @@ def nml_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """One webKnossos tree per row, nodes in voxels of --voxel-size (nm)."""
+    from vemkit.pipelines.export import export_nml
+
     size = parse_voxel_size(voxel_size)
     if size is None:
         raise ConfigError(

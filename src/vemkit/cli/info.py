@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from vemkit.cli.common import VoxelSizeOption, handle_errors, parse_voxel_size
-from vemkit.pipelines.info import describe_location
 
 
 def _voxel_line(facts: dict[str, Any]) -> str:
@@ -66,6 +65,8 @@ def info_command(
     ] = True,
 ) -> None:
     """Show shape, dtype, voxel size, chunks, pyramid levels, value range and layers."""
+    from vemkit.pipelines.info import describe_location
+
     facts = describe_location(path, voxel_size=parse_voxel_size(voxel_size), stats=stats)
     if as_json:
         typer.echo(json.dumps(facts, indent=2, default=str))

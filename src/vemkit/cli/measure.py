@@ -8,7 +8,6 @@ import typer
 
 from vemkit.cli.common import OverwriteOption, VoxelSizeOption, handle_errors, parse_voxel_size
 from vemkit.errors import ConfigError
-from vemkit.pipelines.measure import measure_labels
 
 
 def _parse_refs(refs: list[str]) -> dict[str, str]:
@@ -44,6 +43,8 @@ def measure_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Volume, surface, S/V, sphericity, centroid, axes, intensity, distances, neighbours."""
+    from vemkit.pipelines.measure import measure_labels
+
     table, summary = measure_labels(
         labels,
         output,

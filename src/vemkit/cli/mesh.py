@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 
 from vemkit.cli.common import OverwriteOption, VoxelSizeOption, handle_errors, parse_voxel_size
-from vemkit.pipelines.measure import read_table, write_meshes
 
 
 @handle_errors
@@ -29,6 +28,8 @@ def mesh_command(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Mesh every object in nm (xyz order, as viewers expect)."""
+    from vemkit.pipelines.measure import read_table, write_meshes
+
     folder, count = write_meshes(
         labels,
         output,

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from vemkit.cli.common import handle_errors
-from vemkit.pipelines.models import key_metrics, model_card, model_summaries
 
 models_app = typer.Typer(
     name="models",
@@ -29,6 +28,8 @@ def models_list_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
 ) -> None:
     """Table of the shipped models: name, task, voxel size (nm) and held-out metrics."""
+    from vemkit.pipelines.models import model_summaries
+
     rows = model_summaries()
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
@@ -53,6 +54,8 @@ def models_show_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole card as JSON.")] = False,
 ) -> None:
     """Show a model card: task, target, voxel size, data, metrics, license, recipe."""
+    from vemkit.pipelines.models import key_metrics, model_card
+
     card = model_card(name)
     if as_json:
         typer.echo(json.dumps(card, indent=2))

@@ -15,7 +15,6 @@ from vemkit.cli.common import (
     parse_voxel_size,
 )
 from vemkit.errors import ConfigError
-from vemkit.pipelines.phantom import LABEL_LAYERS, write_phantom_dataset
 
 
 def _parse_size(text: str) -> int | tuple[int, int, int]:
@@ -42,6 +41,8 @@ def phantom_command(
     quiet: QuietOption = False,
 ) -> None:
     """Write a phantom: image raw + labels/nuclei, labels/mitochondria, labels/cells."""
+    from vemkit.pipelines.phantom import LABEL_LAYERS, write_phantom_dataset
+
     dataset = write_phantom_dataset(
         output,
         size=_parse_size(size),

@@ -15,7 +15,6 @@ from vemkit.cli.common import (
     parse_voxel_size,
 )
 from vemkit.errors import ConfigError
-from vemkit.pipelines.predict import DEFAULT_MEMORY_BUDGET_GB, predict_volume
 
 
 @handle_errors
@@ -36,12 +35,17 @@ def predict_command(
         bool, typer.Option("--reference", help="Reference the input instead of copying it.")
     ] = False,
     memory_budget_gb: Annotated[
-        float, typer.Option("--memory-budget-gb", help="Refuse larger in-memory predictions.")
-    ] = DEFAULT_MEMORY_BUDGET_GB,
+        float | None,
+        typer.Option(
+            "--memory-budget-gb", help="Refuse larger in-memory predictions (default 8 GB)."
+        ),
+    ] = None,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Predict maps with a model; each output channel becomes the layer MODEL_CHANNEL."""
+    from vemkit.pipelines.predict import DEFAULT_MEMORY_BUDGET_GB, predict_volume
+
     if dtype not in ("float32", "uint8"):
         raise ConfigError(f"--dtype must be float32 or uint8, got {dtype!r}")
     result = predict_volume(
@@ -54,7 +58,9 @@ def predict_command(
         device=device,
         dtype="uint8" if dtype == "uint8" else "float32",
         raw_mode="reference" if reference else "copy",
-        memory_budget_gb=memory_budget_gb,
+        memory_budget_gb=(
+            DEFAULT_MEMORY_BUDGET_GB if memory_budget_gb is None else memory_budget_gb
+        ),
         overwrite=overwrite,
         progress=cli_progress(quiet=quiet),
     )

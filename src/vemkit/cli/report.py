@@ -8,7 +8,6 @@ import typer
 
 from vemkit.cli.common import OverwriteOption, QuietOption, cli_progress, handle_errors
 from vemkit.errors import ConfigError
-from vemkit.pipelines.report import write_report
 
 
 def _parse_tables(tables: list[str], labels: list[str]) -> dict[str, str]:
@@ -58,6 +57,8 @@ def report_command(
     quiet: QuietOption = False,
 ) -> None:
     """Overview slices, measurements, plots, 3D view and provenance in one HTML file."""
+    from vemkit.pipelines.report import write_report
+
     result = write_report(
         dataset,
         output,

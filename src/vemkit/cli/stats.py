@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from vemkit.cli.common import handle_errors
-from vemkit.pipelines.measure import compare_table
 
 
 @handle_errors
@@ -22,5 +21,7 @@ def stats_command(
     method: Annotated[str, typer.Option(help="pearson or spearman (correlation).")] = "spearman",
 ) -> None:
     """Compare a measurement between groups (with Conover–Holm post-hoc) or correlate two."""
+    from vemkit.pipelines.measure import compare_table
+
     result = compare_table(table, value=value, group=group, against=against, method=method)  # type: ignore[arg-type]
     typer.echo(json.dumps(result, indent=2, default=str))

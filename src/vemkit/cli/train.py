@@ -5,12 +5,10 @@ from __future__ import annotations
 import shlex
 from typing import Annotated
 
-import torch
 import typer
 
 from vemkit.cli.common import OverwriteOption, QuietOption, cli_progress, handle_errors
 from vemkit.errors import ConfigError
-from vemkit.pipelines.train import load_train_config, run_training
 
 
 def _fmt(value: object) -> str:
@@ -36,12 +34,16 @@ def train_command(
     quiet: QuietOption = False,
 ) -> None:
     """Train a segmentation network; writes OUTPUT/model (weights + model card) and metrics."""
+    from vemkit.pipelines.train import load_train_config, run_training
+
     recipe, text = load_train_config(config)
     if device is not None:
         recipe = recipe.model_copy(update={"device": device})
     if threads is not None:
         if threads < 1:
             raise ConfigError(f"--threads must be at least 1, got {threads}")
+        import torch
+
         torch.set_num_threads(threads)
     outcome = run_training(
         recipe,

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tensorstore as ts
 from numpy.typing import NDArray
 
 from vemkit.errors import (
@@ -226,6 +225,9 @@ class N5Array:
     def _open(self) -> Any:
         with self._lock:
             if self._store is None:
+                # imported here: TensorStore costs ~0.5 s to import and only N5 needs it
+                import tensorstore as ts
+
                 spec = {"driver": "n5", "kvstore": {"driver": "file", "path": self.path + "/"}}
                 try:
                     self._store = ts.open(spec, read=True, open=True).result().T
