@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -81,7 +82,7 @@ def main() -> None:
                     )
                     for path in workdir.iterdir():
                         shutil.rmtree(path, ignore_errors=True)
-                    print(rows[-1], flush=True)
+                    print(rows[-1], file=sys.stderr, flush=True)  # progress
     finally:
         if local_cluster is not None:
             local_cluster.close()

@@ -152,16 +152,26 @@ def machine() -> str:
     )
 
 
-def run(command: list[str]) -> tuple[int, float, float, str]:
-    """Run ``command``; return exit code, wall seconds, peak RSS in MiB, and its output."""
+def run(command: list[str], *, markdown: bool = False) -> tuple[int, float, float, str]:
+    """Run ``command``; return exit code, wall seconds, peak RSS in MiB, and its output.
+
+    A Markdown benchmark's output is its stdout alone (its stderr is progress, shown as it
+    runs and kept in the report only when it fails); other benchmarks' logs are merged.
+    """
     start = time.perf_counter()
-    with tempfile.TemporaryFile(mode="w+") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
+    with tempfile.TemporaryFile(mode="w+") as log, tempfile.TemporaryFile(mode="w+") as err:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=err if markdown else subprocess.STDOUT, text=True
+        )
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
         log.seek(0)
         output = log.read()
+        err.seek(0)
+        errors = err.read()
+    if markdown and process.returncode != 0:
+        output += errors
     return process.returncode, wall, usage.ru_maxrss / 1024.0, output
 
 
@@ -193,7 +203,7 @@ def main() -> int:
                 continue
             command = bench.quick if args.quick else bench.full
             print(f"running: {bench.title}", file=sys.stderr, flush=True)
-            code, wall, rss_mib, output = run(command)
+            code, wall, rss_mib, output = run(command, markdown=bench.markdown)
             failures += code != 0
             shown = " ".join(Path(c).name if c.startswith("/") else c for c in command)
             lines += [
