@@ -15,6 +15,7 @@ from vemkit.cli.common import (
     parse_voxel_size,
 )
 from vemkit.errors import ConfigError
+from vemkit.pipelines import DEFAULT_MEMORY_BUDGET_GB
 
 
 @handle_errors
@@ -35,16 +36,14 @@ def predict_command(
         bool, typer.Option("--reference", help="Reference the input instead of copying it.")
     ] = False,
     memory_budget_gb: Annotated[
-        float | None,
-        typer.Option(
-            "--memory-budget-gb", help="Refuse larger in-memory predictions (default 8 GB)."
-        ),
-    ] = None,
+        float,
+        typer.Option("--memory-budget-gb", help="Refuse larger in-memory predictions (GB)."),
+    ] = DEFAULT_MEMORY_BUDGET_GB,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Predict maps with a model; each output channel becomes the layer MODEL_CHANNEL."""
-    from vemkit.pipelines.predict import DEFAULT_MEMORY_BUDGET_GB, predict_volume
+    from vemkit.pipelines.predict import predict_volume
 
     if dtype not in ("float32", "uint8"):
         raise ConfigError(f"--dtype must be float32 or uint8, got {dtype!r}")
@@ -58,9 +57,7 @@ def predict_command(
         device=device,
         dtype="uint8" if dtype == "uint8" else "float32",
         raw_mode="reference" if reference else "copy",
-        memory_budget_gb=(
-            DEFAULT_MEMORY_BUDGET_GB if memory_budget_gb is None else memory_budget_gb
-        ),
+        memory_budget_gb=memory_budget_gb,
         overwrite=overwrite,
         progress=cli_progress(quiet=quiet),
     )

@@ -46,6 +46,7 @@ from vemkit.ml.networks import UNetConfig
 from vemkit.ml.normalize import Normalization
 from vemkit.ml.predict import predict_array, predict_triaxis, resample_to_shape
 from vemkit.ml.zoo import load_zoo_model, resolve_model
+from vemkit.pipelines import DEFAULT_MEMORY_BUDGET_GB
 from vemkit.pipelines.convert import refuse_input_as_output
 from vemkit.progress import Progress
 from vemkit.segmentation import boundary_watershed, connected_components, remove_small_objects
@@ -66,8 +67,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Default memory budget of in-memory prediction, in GB (``--memory-budget-gb``).
-DEFAULT_MEMORY_BUDGET_GB = 8.0
 
 TargetType = Literal["binary", "multiclass", "foreground_boundary", "signed_distance", "boundary"]
 TARGET_TYPES: tuple[str, ...] = (
