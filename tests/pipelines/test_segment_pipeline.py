@@ -310,6 +310,26 @@ def test_cli_end_to_end(sstem_phantom: tuple[Path, np.ndarray], tmp_path: Path) 
     assert "vemkit: error:" in missing.output
 
 
+def test_cli_tta_reaches_the_prediction(
+    sstem_phantom: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    raw_path, _ = sstem_phantom
+    maps = {}
+    for tta in (False, True):
+        out = tmp_path / f"tta-{tta}.zarr"
+        args = ["segment", "mitochondria", str(raw_path), "-o", str(out), "--block", "12,96,96"]
+        result = CliRunner().invoke(app, [*args, *(["--tta"] if tta else []), "--no-meshes", "-q"])
+        assert result.exit_code == 0, result.output
+        provenance = Dataset.open(out).info()["provenance"]
+        (step,) = [p for p in provenance if p.get("step") == "segment mitochondria"]
+        assert step["settings"]["tta"] is tta
+        maps[tta] = Dataset.open(out).layer("mito-em_maps").read()
+    # flip averaging changes the maps (and keeps them probabilities)
+    assert not np.allclose(maps[False], maps[True], atol=1e-3)
+    assert maps[True].min() >= 0.0
+    assert maps[True].max() <= 1.0
+
+
 # --- real data -------------------------------------------------------------------------------
 def test_mitochondria_pipeline_on_held_out_vnc_sections(shared_data: Path, tmp_path: Path) -> None:
     """Sections 11-14 were never used in training or model selection of mito-em."""

@@ -54,6 +54,9 @@ TriaxisOption = Annotated[
         show_default=False,
     ),
 ]
+TtaOption = Annotated[
+    bool, typer.Option("--tta", help="Average predictions over flips (4x slower in 2D).")
+]
 ReferenceOption = Annotated[
     bool, typer.Option("--reference", help="Reference the input instead of copying it.")
 ]
@@ -135,6 +138,7 @@ def nuclei_command(
     device: DeviceOption = None,
     block: BlockOption = None,
     triaxis: TriaxisOption = None,
+    tta: TtaOption = False,
     seed_threshold_nm: Annotated[
         float | None, typer.Option("--seed-threshold-nm", help="Seeds deeper than this (nm).")
     ] = None,
@@ -162,6 +166,7 @@ def nuclei_command(
         "device": device,
         "block": block,
         "triaxis": triaxis,
+        "tta": True if tta else None,
         "seed_threshold_nm": seed_threshold_nm,
         "min_size_nm3": min_size_um3 * 1e9 if min_size_um3 is not None else None,
         "raw_mode": "reference" if reference else None,
@@ -192,6 +197,7 @@ def mitochondria_command(
     device: DeviceOption = None,
     block: BlockOption = None,
     triaxis: TriaxisOption = None,
+    tta: TtaOption = False,
     foreground_threshold: Annotated[
         float | None, typer.Option("--foreground-threshold", help="Default: the model card's.")
     ] = None,
@@ -222,6 +228,7 @@ def mitochondria_command(
         "device": device,
         "block": block,
         "triaxis": triaxis,
+        "tta": True if tta else None,
         "foreground_threshold": foreground_threshold,
         "boundary_threshold": boundary_threshold,
         "min_size_nm3": min_size_um3 * 1e9 if min_size_um3 is not None else None,
