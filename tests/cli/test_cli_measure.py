@@ -113,6 +113,52 @@ def test_measure_writes_table_with_distances(seg, tmp_path):
     assert (table["dist_surface_to_nucleus_um"] >= 0).all()
 
 
+def test_measure_per_cell_volume_fractions(seg, tmp_path):
+    path, truth, _ = seg
+    cells = np.zeros(truth.shape, np.uint16)
+    cells[:, :32] = 1  # mitochondria 1 and 3 (centres at y 16 and 20)
+    cells[:, 32:] = 2  # mitochondrion 2 (y 40) and the nucleus
+    nucleus = Dataset.open(path).layer("nucleus").read() > 0
+    Dataset.open(path).add_layer("cells", cells, kind="labels")
+    out = tmp_path / "mito.csv"
+    result = run(
+        "measure",
+        f"{path}/labels/mitochondria",
+        "-o",
+        out,
+        "--cells",
+        f"{path}/labels/cells",
+        "--exclude",
+        f"{path}/labels/nucleus",
+    )
+    assert result.exit_code == 0, result.output
+    assert "2 cells" in result.stdout
+    table = pd.read_csv(out)
+    assert table["cell"].tolist() == [1, 2, 1]
+    per_cell = pd.read_csv(tmp_path / "mito.cells.csv")
+    assert per_cell["cell"].tolist() == [1, 2]
+    for cell in (1, 2):
+        inside = cells == cell
+        row = per_cell.iloc[cell - 1]
+        expected = np.count_nonzero(truth[inside]) / np.count_nonzero(inside)
+        assert row["volume_fraction"] == pytest.approx(expected)
+        cytoplasm = inside & ~nucleus
+        expected = np.count_nonzero(truth[cytoplasm]) / np.count_nonzero(cytoplasm)
+        assert row["volume_fraction_cytoplasm"] == pytest.approx(expected)
+    # --exclude alone is refused, and nothing is written
+    lone = run(
+        "measure",
+        f"{path}/labels/mitochondria",
+        "-o",
+        tmp_path / "x.csv",
+        "--exclude",
+        f"{path}/labels/nucleus",
+    )
+    assert lone.exit_code == 2
+    assert "--cells" in lone.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
 def test_measure_refuses_bad_ref_and_existing_output(seg, tmp_path):
     path, _, _ = seg
     out = tmp_path / "t.csv"

@@ -39,10 +39,24 @@ def measure_command(
     bandwidth_um: Annotated[
         float | None, typer.Option(help="Kernel density bandwidth in µm (adds a density column).")
     ] = None,
+    cells: Annotated[
+        str | None,
+        typer.Option(
+            help="Cell labels or mask: adds a cell column and writes TABLE.cells.csv with "
+            "each cell's volume fraction of these objects."
+        ),
+    ] = None,
+    exclude: Annotated[
+        str | None,
+        typer.Option(help="With --cells: mask removed from each cell for the cytoplasm (nuclei)."),
+    ] = None,
     voxel_size: VoxelSizeOption = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Volume, surface, S/V, sphericity, centroid, axes, intensity, distances, neighbours."""
+    """Volume, surface, S/V, sphericity, centroid, axes, intensity, distances, neighbours.
+
+    With --cells, also each cell's volume fraction of the objects (and of its cytoplasm).
+    """
     from vemkit.pipelines.measure import measure_labels
 
     table, summary = measure_labels(
@@ -53,6 +67,8 @@ def measure_command(
         voxel_size=parse_voxel_size(voxel_size),
         k_neighbours=k,
         density_bandwidth_um=bandwidth_um,
+        cells=cells,
+        exclude=exclude,
         overwrite=overwrite,
     )
     typer.echo(f"wrote {output}: {len(table)} objects × {table.shape[1]} columns")
@@ -62,6 +78,15 @@ def measure_command(
             f"  volume µm³: median {volume.median():.4g}, total {volume.sum():.4g}; "
             f"S/V median {table['sv_ratio_per_um'].median():.3g} /µm"
         )
+    per_cell = summary.get("cells")
+    if per_cell:
+        line = f"wrote {per_cell['table']}: {per_cell['n_cells']} cells"
+        if per_cell["median_volume_fraction"] is not None:
+            line += f"; median volume fraction {100 * per_cell['median_volume_fraction']:.2f} %"
+        if per_cell.get("median_volume_fraction_cytoplasm") is not None:
+            line += f" of the cell, {100 * per_cell['median_volume_fraction_cytoplasm']:.2f} %"
+            line += " of the cytoplasm"
+        typer.echo(line)
     spatial = summary.get("spatial")
     if spatial:
         typer.echo(

@@ -5,7 +5,7 @@ package never imports ``vemkit.io``, ``ml``, ``segmentation``, ``synth`` or
 ``blockwise``.
 """
 
-from vemkit.measure.composition import volume_fractions
+from vemkit.measure.composition import composition_by_region, volume_fractions
 from vemkit.measure.density import kernel_density
 from vemkit.measure.distances import (
     gap_distance_map,
@@ -62,6 +62,7 @@ __all__ = [
     "adapted_rand_error",
     "clark_evans_expectation",
     "compare_groups",
+    "composition_by_region",
     "conover_posthoc",
     "correlate",
     "evaluate",

@@ -14,12 +14,13 @@ from numpy.typing import NDArray
 
 from vemkit.errors import ConfigError, InvalidVolumeError, UnknownFormatError
 from vemkit.geometry import VoxelSize
-from vemkit.io.atomic import atomic_output
+from vemkit.io.atomic import atomic_output, check_output_path
 from vemkit.io.layer import Layer
 from vemkit.io.registry import open_layer
 from vemkit.io.validate import require_volume, require_voxel_size
 from vemkit.measure import (
     compare_groups,
+    composition_by_region,
     correlate,
     evaluate,
     measure_regions,
@@ -99,6 +100,8 @@ def measure_labels(
     voxel_size: VoxelSize | None = None,
     k_neighbours: int = 8,
     density_bandwidth_um: float | None = None,
+    cells: str | os.PathLike[str] | None = None,
+    exclude: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Measure every object of a label volume and write one row per object.
@@ -116,12 +119,30 @@ def measure_labels(
         each adds ``dist_surface_to_NAME_um`` and ``dist_centroid_to_NAME_um``.
     voxel_size : VoxelSize, optional
         Overrides the voxel size of every input (nm).
+    cells : path, optional
+        Cell labels (or a cell mask). Adds a ``cell`` column (the cell holding most of
+        each object, 0 for none) and writes a per-cell table next to ``output``
+        (``NAME.cells.csv`` for ``NAME.csv``): cell volume, organelle volume, volume
+        fraction and object count per cell.
+    exclude : path, optional
+        With ``cells``: a mask removed from each cell to get its cytoplasm (usually the
+        nuclei); adds the cytoplasm volume and the volume fraction within it.
+    overwrite : bool
+        Replace existing outputs.
 
     Returns
     -------
     table, summary
-        The table, and a spatial-distribution summary of the object centroids.
+        The table, and a summary: the spatial distribution of the object centroids and,
+        with ``cells``, the per-cell table's path and median volume fractions.
     """
+    if exclude is not None and cells is None:
+        raise ConfigError("--exclude removes a mask from the cells; give --cells too")
+    cell_table: pd.DataFrame | None = None
+    cell_output = _cells_table_path(output)
+    check_output_path(output, overwrite=overwrite)
+    if cells is not None:
+        check_output_path(cell_output, overwrite=overwrite)
     layer = _open_volume(labels, voxel_size)
     if layer.kind != "labels" and not np.issubdtype(layer.dtype, np.integer):
         raise InvalidVolumeError(f"{str(labels)!r} holds {layer.dtype} values, not labels")
@@ -136,6 +157,21 @@ def measure_labels(
         ref = _open_volume(location, voxel_size or layer.voxel_size)
         _same_grid(layer, ref, f"reference {name!r}")
         reference_arrays[name] = ref.read() > 0
+    if cells is not None:
+        cell_layer = _open_volume(cells, voxel_size or layer.voxel_size)
+        _same_grid(layer, cell_layer, f"cells {str(cells)!r}")
+        excluded = None
+        if exclude is not None:
+            exclude_layer = _open_volume(exclude, voxel_size or layer.voxel_size)
+            _same_grid(layer, exclude_layer, f"exclude {str(exclude)!r}")
+            excluded = exclude_layer.read() != 0
+        cell_values = cell_layer.read()
+        if not (cell_values.dtype == bool or np.issubdtype(cell_values.dtype, np.integer)):
+            raise InvalidVolumeError(f"cells {str(cells)!r} holds {cell_values.dtype}, not labels")
+        cell_table, object_cell = composition_by_region(
+            values, cell_values, voxel_size=layer.voxel_size, exclude=excluded
+        )
+        cell_table = cell_table.rename(columns={"region": "cell"})
     table = measure_regions(
         values,
         voxel_size=layer.voxel_size,
@@ -145,11 +181,33 @@ def measure_labels(
         density_bandwidth_um=density_bandwidth_um,
     )
     summary: dict[str, Any] = {"n_objects": len(table)}
+    if cell_table is not None:
+        # measure_regions lists the objects in ascending id order, as object_cell does
+        table.insert(1, "cell", object_cell)
+        summary["cells"] = {
+            "table": str(cell_output),
+            "n_cells": len(cell_table),
+            "median_volume_fraction": float(cell_table["volume_fraction"].median())
+            if len(cell_table)
+            else None,
+        }
+        if "volume_fraction_cytoplasm" in cell_table and len(cell_table):
+            summary["cells"]["median_volume_fraction_cytoplasm"] = float(
+                cell_table["volume_fraction_cytoplasm"].median()
+            )
     spatial = spatial_summary(table, layer)
     if spatial is not None:
         summary["spatial"] = spatial
+    if cell_table is not None:
+        write_table(cell_table, cell_output, overwrite=overwrite)
     write_table(table, output, overwrite=overwrite)
     return table, summary
+
+
+def _cells_table_path(output: str | os.PathLike[str]) -> Path:
+    """``table.csv`` → ``table.cells.csv`` (same format)."""
+    out = Path(output)
+    return out.with_name(f"{out.stem}.cells{out.suffix}")
 
 
 def spatial_summary(table: pd.DataFrame, layer: Layer) -> dict[str, Any] | None:
