@@ -254,3 +254,35 @@ def test_plane_resampling_matches_ml_resampling():
     for shape in [(3, 80, 100), (3, 20, 25), (3, 33, 71), (5, 20, 25)]:
         expected = resample_to_shape(maps, shape, order=1)
         assert np.allclose(resample_planes(maps, shape), expected, atol=1e-4)
+
+
+def test_rescoring_reproduces_the_card(trained):
+    """`vemkit models score` re-measures exactly the card's held-out numbers."""
+    from typer.testing import CliRunner
+
+    from vemkit.cli.main import app
+    from vemkit.pipelines.train import score_model
+
+    card = load_model(trained.model)[2]
+    result = score_model(trained.model)
+    assert result["card_held_out"] == card["metrics"]["held_out"]
+    for key, value in card["metrics"]["held_out"].items():
+        if key == "prediction_mvoxel_per_s":
+            continue
+        assert result["held_out"][key] == pytest.approx(value, abs=1e-6), key
+    assert result["machine"]["cpu_count"] >= 1
+    flipped = score_model(trained.model, tta=True)
+    assert flipped["tta"] is True
+    assert set(flipped["held_out"]) == set(result["held_out"])
+    cli = CliRunner().invoke(app, ["models", "score", str(trained.model), "--json"])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads(cli.stdout)["held_out"]["foreground_iou"] == pytest.approx(
+        card["metrics"]["held_out"]["foreground_iou"], abs=1e-6
+    )
+
+
+def test_rescoring_needs_a_vemkit_train_recipe():
+    from vemkit.pipelines.train import score_model
+
+    with pytest.raises(ConfigError, match="not trained by `vemkit train`"):
+        score_model("nuclei-em")

@@ -103,3 +103,43 @@ def models_show_command(
     if card.get("command"):
         lines.append(f"  command: {card['command']}")
     typer.echo("\n".join(line for line in lines if line.strip()))
+
+
+@models_app.command("score")
+@handle_errors
+def models_score_command(
+    name: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
+    tta: Annotated[bool, typer.Option("--tta", help="Average predictions over flips.")] = False,
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Re-measure a model's held-out metrics here (needs the card's test data).
+
+    Uses the test regions and thresholds of the card's recipe; prints the numbers next
+    to the card's own, with this machine's prediction throughput.
+    """
+    from vemkit.pipelines.train import score_model
+
+    result = score_model(name, tta=tta, device=device)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=float))
+        return
+    card = result["card_held_out"]
+    typer.echo(
+        f"{result['model']} on its held-out data{' with --tta' if tta else ''} "
+        f"({result['machine'].get('processor', '')}, {result['date']}):"
+    )
+    typer.echo(f"  {'metric':34s} {'now':>9s} {'card':>9s}")
+    for key, value in result["held_out"].items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                _score_line(f"{key} {sub}", subvalue, (card.get(key) or {}).get(sub))
+        else:
+            _score_line(key, value, card.get(key))
+
+
+def _score_line(name: str, now: Any, card: Any) -> None:
+    def fmt(value: Any) -> str:
+        return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+    typer.echo(f"  {name:34s} {fmt(now):>9s} {fmt(card):>9s}")

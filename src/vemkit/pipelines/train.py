@@ -74,6 +74,7 @@ from vemkit.pipelines.predict import (
     InstanceMethod,
     ModelSpec,
     default_channels,
+    load_predictor,
     predict_block,
     segment_instances,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "convert_labels",
     "load_train_config",
     "run_training",
+    "score_model",
 ]
 
 log = logging.getLogger(__name__)
@@ -1079,11 +1081,12 @@ def _score_source(
     evaluation: EvaluationSettings,
     instance_labels: str | None,
     device: str,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Predict one held-out region (at its own voxel size) and score it."""
     start = time.perf_counter()
     maps = predict_block(
-        network, loaded.image, spec=spec, voxel_size=loaded.voxel_size, device=device
+        network, loaded.image, spec=spec, voxel_size=loaded.voxel_size, device=device, tta=tta
     )
     seconds = time.perf_counter() - start
     size = loaded.voxel_size
@@ -1304,6 +1307,80 @@ def _calibrate(
     chosen: dict[str, Any] = {"foreground_threshold": foreground, "boundary_threshold": boundary}
     log.info("thresholds chosen on the validation data: %s", chosen)
     return chosen
+
+
+def score_model(
+    model: str | os.PathLike[str], *, tta: bool = False, device: str = "cpu"
+) -> dict[str, Any]:
+    """Re-measure a model's held-out metrics on this machine, as its card reports them.
+
+    The test regions, the scoring and the instance thresholds come from the model card
+    (its recipe and its validation-chosen thresholds); nothing is recalibrated and the
+    card is not changed.
+
+    Parameters
+    ----------
+    model : str or path
+        Shipped model name or model folder.
+    tta : bool
+        Average the predictions over flips (see :func:`predict_block`).
+    device : str
+        Where the network runs.
+
+    Returns
+    -------
+    dict
+        ``held_out`` (the card's summary keys), ``per_source``, ``card_held_out`` (the
+        card's own numbers, for comparison), ``tta``, ``machine`` and ``date``.
+
+    Raises
+    ------
+    ConfigError
+        If the card holds no `vemkit train` recipe with test data.
+    """
+    network, spec, card = load_predictor(model, device=device)
+    recipe = card.get("recipe")
+    if not recipe:
+        raise ConfigError(f"model {str(model)!r} has no recipe in its card; cannot re-score it")
+    if not isinstance(recipe, str):
+        raise ConfigError(
+            f"model {str(model)!r} was not trained by `vemkit train`; its card names the command "
+            f"that trains and re-measures it: {card.get('command', '(none)')}"
+        )
+    config = parse_train_config(yaml.safe_load(recipe), where=f"card of {str(model)!r}")
+    if not config.test:
+        raise ConfigError(f"the recipe of {str(model)!r} names no test data")
+    chosen = {
+        key: value
+        for key, value in (card.get("instances") or {}).items()
+        if key in EvaluationSettings.model_fields and key != "iou_thresholds"
+    }
+    evaluation = config.evaluation.model_copy(update=chosen)
+    gt_files: list[str | None] = list(
+        evaluation.ground_truth_instances or [None] * len(config.test)
+    )
+    per_source = [
+        _score_source(
+            config,
+            network,
+            spec,
+            load_source(source, native=True),
+            evaluation=evaluation,
+            instance_labels=gt_file,
+            device=device,
+            tta=tta,
+        )
+        for source, gt_file in zip(config.test, gt_files, strict=True)
+    ]
+    return {
+        "model": card.get("name", str(model)),
+        "held_out": _summarise(per_source),
+        "per_source": per_source,
+        "card_held_out": (card.get("metrics") or {}).get("held_out", {}),
+        "tta": tta,
+        "machine": _machine(device),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
 
 
 def _summarise(per_source: Sequence[dict[str, Any]]) -> dict[str, Any]:
