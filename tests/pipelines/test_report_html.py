@@ -13,7 +13,7 @@ from vemkit.errors import ConfigError, LayerNotFoundError, OutputExistsError
 from vemkit.geometry import VoxelSize
 from vemkit.io import Dataset, Layer
 from vemkit.measure import measure_regions
-from vemkit.pipelines.report import summarize_table, write_report
+from vemkit.pipelines.report import cell_composition, summarize_table, write_report
 
 VOXEL = VoxelSize(20, 10, 10)
 EVIL = '<script>alert("x")</script>'
@@ -187,3 +187,39 @@ def test_report_progress_advances_once_per_layer_and_once_at_the_end(report):
     assert failing.calls[0] == ("start", n_layers + 1)
     assert failing.calls[-1] == ("finish", 0)
     assert not (tmp / "bad.html").exists()
+
+
+def test_report_shows_cell_composition(tmp_path):
+    shape = (16, 40, 40)
+    mito = _balls(shape, {1: ((5, 10, 10), 5), 2: ((8, 26, 26), 8), 7: ((10, 10, 30), 4)})
+    nuclei = _balls(shape, {1: ((8, 30, 8), 6)})
+    cells = np.zeros(shape, np.uint32)
+    cells[:, :20] = 4
+    cells[:, 20:] = 5
+    raw = (90 + 80 * (mito > 0)).astype(np.uint8)
+    ds = Dataset.create(tmp_path / "c.zarr", Layer(raw, VOXEL, name="raw"))
+    for name, values in (("cells", cells), ("mitochondria", mito), ("nuclei", nuclei)):
+        ds.add_layer(name, values, kind="labels")
+    composition = cell_composition(ds, ["cells", "mitochondria", "nuclei"])
+    mito_rows = composition[composition["organelle"] == "mitochondria"].set_index("cell")
+    for cell in (4, 5):
+        inside = cells == cell
+        expected = 100 * np.count_nonzero(mito[inside]) / np.count_nonzero(inside)
+        assert mito_rows.loc[cell, "percent_of_cell"] == pytest.approx(expected)
+        cytoplasm = inside & (nuclei == 0)
+        expected = 100 * np.count_nonzero(mito[cytoplasm]) / np.count_nonzero(cytoplasm)
+        assert mito_rows.loc[cell, "percent_of_cytoplasm"] == pytest.approx(expected)
+    nuclei_rows = composition[composition["organelle"] == "nuclei"].set_index("cell")
+    assert nuclei_rows.loc[4, "percent_of_cell"] == 0
+    assert nuclei_rows.loc[5, "percent_of_cell"] > 0
+    assert nuclei_rows["percent_of_cytoplasm"].isna().all()  # nuclei are not in the cytoplasm
+    result = write_report(tmp_path / "c.zarr", tmp_path / "r.html", max_meshes=1)
+    parser = _Collector()
+    parser.feed(result.path.read_text(encoding="utf-8"))
+    ids = {attrs.get("id") for tag, attrs in parser.tags if tag == "section"}
+    assert "cells" in ids
+    text = " ".join(parser.text)
+    assert "Cell composition" in text
+    assert "mitochondria % of cytoplasm" in text
+    # no cells layer, no section
+    assert cell_composition(ds, ["mitochondria", "nuclei"]) is None

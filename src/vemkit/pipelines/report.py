@@ -40,7 +40,7 @@ from vemkit.geometry import VoxelSize
 from vemkit.io.atomic import atomic_output, check_output_path
 from vemkit.io.dataset import Dataset
 from vemkit.io.layer import Layer
-from vemkit.measure import measure_regions, mesh_objects
+from vemkit.measure import composition_by_region, measure_regions, mesh_objects
 from vemkit.pipelines.measure import read_table
 from vemkit.progress import NullProgress, Progress
 from vemkit.viz import (
@@ -80,6 +80,7 @@ PLOT_COLUMNS = ("volume_um3", "surface_area_um2", "sv_ratio_per_um", "sphericity
 _LOG_COLUMNS = ("volume_um3", "surface_area_um2")
 _REQUIRED = ("label", "volume_um3", "sv_ratio_per_um")
 _EMBED_TABLE_LIMIT_BYTES = 5 * 1024**2
+_MAX_CELL_ROWS = 50  # cells listed in the report table; the CSV holds all
 _DPI = 96
 
 
@@ -501,6 +502,90 @@ def _resolve_labels(ds: Dataset, labels: Sequence[str] | None) -> list[str]:
     return chosen
 
 
+def cell_composition(ds: Dataset, names: Sequence[str], level: int = 0) -> pd.DataFrame | None:
+    """Per-cell volume percentages of every other label layer (None without a cells layer).
+
+    One row per (cell, organelle): ``percent_of_cell`` and, when the dataset has a
+    ``nuclei`` layer, ``percent_of_cytoplasm`` (the cell minus its nuclei) for the
+    organelles other than the nuclei; ``n_objects`` counts the objects touching the cell.
+    """
+    others = [n for n in names if n != "cells"]
+    if "cells" not in names or not others:
+        return None
+    cells_layer = ds.layer("labels/cells", level)
+    cells = cells_layer.read()
+    nuclei = None
+    if "nuclei" in names:
+        nuclei_layer = ds.layer("labels/nuclei", level)
+        nuclei = nuclei_layer.read() != 0 if nuclei_layer.shape == cells.shape else None
+    rows = []
+    for name in others:
+        layer = ds.layer(f"labels/{name}", level)
+        if layer.shape != cells.shape:
+            log.warning("labels/%s is not on the grid of labels/cells; left out", name)
+            continue
+        exclude = nuclei if name != "nuclei" else None
+        table, _ = composition_by_region(
+            layer.read(), cells, voxel_size=cells_layer.voxel_size, exclude=exclude
+        )
+        part = pd.DataFrame(
+            {
+                "cell": table["region"],
+                "organelle": name,
+                "cell_volume_um3": table["region_volume_um3"],
+                "percent_of_cell": 100.0 * table["volume_fraction"],
+                "n_objects": table["n_objects"],
+            }
+        )
+        if "volume_fraction_cytoplasm" in table:
+            part["percent_of_cytoplasm"] = 100.0 * table["volume_fraction_cytoplasm"]
+        rows.append(part)
+    return pd.concat(rows, ignore_index=True) if rows else None
+
+
+def _cells_section(composition: pd.DataFrame, level: int) -> str:
+    wide = composition.pivot_table(
+        index="cell",
+        columns="organelle",
+        values=[c for c in ("percent_of_cell", "percent_of_cytoplasm") if c in composition],
+    )
+    organelles = list(dict.fromkeys(composition["organelle"]))
+    volumes = composition.groupby("cell")["cell_volume_um3"].first()
+    headers = ["cell", "volume (µm³)"]
+    columns = []
+    for name in organelles:
+        for what, label in (
+            ("percent_of_cell", "% of cell"),
+            ("percent_of_cytoplasm", "% of cytoplasm"),
+        ):
+            if (what, name) in wide.columns and wide[(what, name)].notna().any():
+                headers.append(f"{name} {label}")
+                columns.append((what, name))
+    shown = wide.index[:_MAX_CELL_ROWS]
+    rows = [
+        [_number(int(cell)), _number(volumes[cell])]
+        + [_number(wide.loc[cell, column]) for column in columns]
+        for cell in shown
+    ]
+    more = len(wide.index) - len(shown)
+    plotted = [c for c in ("percent_of_cell", "percent_of_cytoplasm") if c in composition]
+    return (
+        '<section id="cells"><h2>Cell composition</h2>'
+        f"<p>Volume of each organelle inside each of the {len(wide.index):,} cells of "
+        "<code>labels/cells</code>"
+        + (", and inside its cytoplasm (the cell without its nuclei)" if len(plotted) > 1 else "")
+        + f' <span class="meta">(pyramid level {level})</span>.</p>'
+        + _table(headers, rows, cls="num")
+        + (f'<p class="meta">… and {more} more cells in the CSV.</p>' if more > 0 else "")
+        + _csv_link(composition, "cell_composition")
+        + _figure(
+            plot_violins(composition, plotted, by="organelle", ncols=2),
+            "Per-cell volume percentages by organelle",
+        )
+        + "</section>"
+    )
+
+
 def write_report(
     dataset: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -624,6 +709,9 @@ def write_report(
                 )
                 + "</section>"
             )
+        composition = cell_composition(ds, names, measure_level)
+        if composition is not None and len(composition):
+            sections.append(_cells_section(composition, measure_level))
         settings = {
             "labels": names,
             "measurement tables": {
@@ -637,6 +725,8 @@ def write_report(
         heading = title or ds.path.name
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         nav = "".join(f'<a href="#labels-{i}">{_esc(n)}</a>' for i, n in enumerate(names))
+        if composition is not None and len(composition):
+            nav += '<a href="#cells">cell composition</a>'
         document = (
             "<!DOCTYPE html>\n"
             '<html lang="en"><head><meta charset="utf-8">'
