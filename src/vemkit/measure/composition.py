@@ -212,9 +212,8 @@ def composition_by_region(
         cytoplasm_voxels = np.bincount(region_index[kept], minlength=n)
         cytoplasm_structure = np.bincount(region_index[kept & inside_structure], minlength=n)
         table["cytoplasm_volume_um3"] = cytoplasm_voxels * voxel_um3
-        with np.errstate(invalid="ignore", divide="ignore"):
-            table["volume_fraction_cytoplasm"] = np.where(
-                cytoplasm_voxels > 0, cytoplasm_structure / np.maximum(cytoplasm_voxels, 1), np.nan
-            )
+        table["volume_fraction_cytoplasm"] = np.where(
+            cytoplasm_voxels > 0, cytoplasm_structure / np.maximum(cytoplasm_voxels, 1), np.nan
+        )
     table = table[table["region"] != 0].reset_index(drop=True)
     return table, object_region

@@ -514,19 +514,19 @@ def cell_composition(ds: Dataset, names: Sequence[str], level: int = 0) -> pd.Da
         return None
     cells_layer = ds.layer("labels/cells", level)
     cells = cells_layer.read()
-    nuclei = None
-    if "nuclei" in names:
-        nuclei_layer = ds.layer("labels/nuclei", level)
-        nuclei = nuclei_layer.read() != 0 if nuclei_layer.shape == cells.shape else None
-    rows = []
+    arrays = {}  # each layer read once; the nuclei serve as organelle and as exclusion
     for name in others:
         layer = ds.layer(f"labels/{name}", level)
         if layer.shape != cells.shape:
             log.warning("labels/%s is not on the grid of labels/cells; left out", name)
             continue
+        arrays[name] = layer.read()
+    nuclei = arrays["nuclei"] != 0 if "nuclei" in arrays else None
+    rows = []
+    for name, values in arrays.items():
         exclude = nuclei if name != "nuclei" else None
         table, _ = composition_by_region(
-            layer.read(), cells, voxel_size=cells_layer.voxel_size, exclude=exclude
+            values, cells, voxel_size=cells_layer.voxel_size, exclude=exclude
         )
         part = pd.DataFrame(
             {
@@ -710,7 +710,9 @@ def write_report(
                 + "</section>"
             )
         composition = cell_composition(ds, names, measure_level)
-        if composition is not None and len(composition):
+        if composition is not None and len(composition) == 0:
+            composition = None
+        if composition is not None:
             sections.append(_cells_section(composition, measure_level))
         settings = {
             "labels": names,
@@ -725,7 +727,7 @@ def write_report(
         heading = title or ds.path.name
         now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         nav = "".join(f'<a href="#labels-{i}">{_esc(n)}</a>' for i, n in enumerate(names))
-        if composition is not None and len(composition):
+        if composition is not None:
             nav += '<a href="#cells">cell composition</a>'
         document = (
             "<!DOCTYPE html>\n"

@@ -1309,6 +1309,35 @@ def _calibrate(
     return chosen
 
 
+def _score_test_sources(
+    config: TrainConfig,
+    network: torch.nn.Module,
+    spec: ModelSpec,
+    test_sources: Sequence[LoadedSource],
+    *,
+    evaluation: EvaluationSettings,
+    device: str,
+    tta: bool = False,
+) -> list[dict[str, Any]]:
+    """Score every held-out source (against its instance ground truth file, if named)."""
+    gt_files: list[str | None] = [None] * len(test_sources)
+    if evaluation.ground_truth_instances is not None:
+        gt_files = list(evaluation.ground_truth_instances)
+    return [
+        _score_source(
+            config,
+            network,
+            spec,
+            loaded,
+            evaluation=evaluation,
+            instance_labels=gt_file,
+            device=device,
+            tta=tta,
+        )
+        for loaded, gt_file in zip(test_sources, gt_files, strict=True)
+    ]
+
+
 def score_model(
     model: str | os.PathLike[str], *, tta: bool = False, device: str = "cpu"
 ) -> dict[str, Any]:
@@ -1356,22 +1385,10 @@ def score_model(
         if key in EvaluationSettings.model_fields and key != "iou_thresholds"
     }
     evaluation = config.evaluation.model_copy(update=chosen)
-    gt_files: list[str | None] = list(
-        evaluation.ground_truth_instances or [None] * len(config.test)
+    test_sources = [load_source(source, native=True) for source in config.test]
+    per_source = _score_test_sources(
+        config, network, spec, test_sources, evaluation=evaluation, device=device, tta=tta
     )
-    per_source = [
-        _score_source(
-            config,
-            network,
-            spec,
-            load_source(source, native=True),
-            evaluation=evaluation,
-            instance_labels=gt_file,
-            device=device,
-            tta=tta,
-        )
-        for source, gt_file in zip(config.test, gt_files, strict=True)
-    ]
     return {
         "model": card.get("name", str(model)),
         "held_out": _summarise(per_source),
@@ -1657,21 +1674,9 @@ def run_training(
         chosen = _calibrate(config, network, spec, native_val, device=config.device)
         evaluation = evaluation.model_copy(update=chosen)
         card["instances"].update(chosen, calibrated_on="validation")
-    gt_files: list[str | None] = [None] * len(test_sources)
-    if evaluation.ground_truth_instances is not None:
-        gt_files = list(evaluation.ground_truth_instances)
-    per_source = [
-        _score_source(
-            config,
-            network,
-            spec,
-            loaded,
-            evaluation=evaluation,
-            instance_labels=gt_file,
-            device=config.device,
-        )
-        for loaded, gt_file in zip(test_sources, gt_files, strict=True)
-    ]
+    per_source = _score_test_sources(
+        config, network, spec, test_sources, evaluation=evaluation, device=config.device
+    )
     held_out = _summarise(per_source)
 
     def data_entries(sources: Sequence[LoadedSource]) -> list[dict[str, Any]]:
