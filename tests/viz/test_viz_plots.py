@@ -74,6 +74,14 @@ def test_violins_by_group_and_svg(tmp_path, table):
     plot_violins(table.head(3), ["volume_um3"], by="condition")
 
 
+def test_a_group_without_values_in_a_column_gets_no_slot(table):
+    partial = table.copy()
+    partial.loc[partial["condition"] == "control", "sphericity"] = np.nan
+    fig = plot_violins(partial, ["volume_um3", "sphericity"], by="condition")
+    ticks = [[t.get_text() for t in ax.get_xticklabels()] for ax in fig.axes[:2]]
+    assert ticks == [["control", "treated"], ["treated"]]
+
+
 def test_scatter_correlations_in_title(tmp_path, table):
     fig = plot_scatter(
         table, "volume_um3", "sv_ratio_per_um", tmp_path / "s.png", color="sphericity", logx=True

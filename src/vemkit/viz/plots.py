@@ -256,12 +256,16 @@ def plot_violins(
     rng = np.random.default_rng(seed)
     for ax, column in zip(axes, columns, strict=False):
         use_log = column in log_columns
-        for position, (_, part) in enumerate(groups, start=1):
+        # groups without a value in this column (e.g. nuclei have no "% of cytoplasm")
+        # get no slot on its axis
+        present = []
+        for name, part in groups:
             values = _values(part, column)
             if use_log:
                 values = values[values > 0]
-            if values.size == 0:
-                continue
+            if values.size:
+                present.append((name, values))
+        for position, (_, values) in enumerate(present, start=1):
             shown = np.log10(values) if use_log else values
             if np.unique(shown).size >= 2:
                 body = ax.violinplot(shown, positions=[position], showextrema=False, widths=0.8)
@@ -275,7 +279,7 @@ def plot_violins(
             median = float(np.median(shown))
             ax.hlines(median, position - 0.25, position + 0.25, color="white", lw=2.5)
             ax.hlines(median, position - 0.25, position + 0.25, color="#d62728", lw=1.0)
-        ax.set_xticks(range(1, len(groups) + 1), [name for name, _ in groups])
+        ax.set_xticks(range(1, len(present) + 1), [name for name, _ in present])
         if by is not None:
             ax.set_xlabel(column_label(by))
         label = column_label(column)
