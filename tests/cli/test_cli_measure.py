@@ -79,6 +79,41 @@ def test_evaluate_human_output(seg):
     assert "object F1 at IoU" in result.stdout
 
 
+def test_evaluate_ci_adds_bootstrap_intervals(seg):
+    path, _, _ = seg
+    args = ("evaluate", f"{path}/labels/prediction", f"{path}/labels/mitochondria", "--ci")
+    result = run(*args, "--resamples", 200, "--json")
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    intervals = scores["confidence_intervals"]
+    assert intervals["n_resamples"] == 200
+    assert intervals["iou"]["value"] == pytest.approx(scores["iou"])
+    assert intervals["f1_at"]["0.5"]["value"] == pytest.approx(scores["f1_at"]["0.5"])
+    assert intervals["iou"]["low"] <= scores["iou"] <= intervals["iou"]["high"]
+    human = run(*args)
+    assert human.exit_code == 0, human.output
+    assert "95% CI" in human.stdout
+    assert "block bootstrap" in human.stdout
+
+
+def test_evaluate_ci_on_masks_and_not_on_multiclass_maps(seg, tmp_path):
+    path, truth, pred = seg
+    ds = Dataset.open(path)
+    ds.add_layer("pred_mask", (pred > 0).astype(np.uint8), kind="labels")
+    ds.add_layer("true_mask", (truth > 0).astype(np.uint8), kind="labels")
+    ds.add_layer("classes", np.minimum(truth, 2).astype(np.uint8), kind="labels")
+    masks = run(
+        "evaluate", f"{path}/labels/pred_mask", f"{path}/labels/true_mask", "--ci", "--json"
+    )
+    assert masks.exit_code == 0, masks.output
+    intervals = json.loads(masks.stdout)["confidence_intervals"]
+    assert intervals["n_gt"] == 3  # the connected components of the mask
+    classes = f"{path}/labels/classes"
+    multiclass = run("evaluate", classes, classes, "--mode", "semantic", "--ci")
+    assert multiclass.exit_code == 2
+    assert "multi-class" in multiclass.stderr
+
+
 def test_evaluate_shape_mismatch_is_a_clear_error(seg, tmp_path):
     path, _, _ = seg
     other = Dataset.create(tmp_path / "o.zarr", Layer(np.zeros((8, 8, 8), np.uint8), VOXEL))

@@ -271,6 +271,11 @@ def test_rescoring_reproduces_the_card(trained):
             continue
         assert result["held_out"][key] == pytest.approx(value, abs=1e-6), key
     assert result["machine"]["cpu_count"] >= 1
+    intervals = result["per_source"][0]["confidence_intervals"]
+    assert intervals["f1_at"]["0.5"]["value"] == pytest.approx(
+        card["metrics"]["held_out"]["object_f1_at"]["0.5"], abs=1e-6
+    )
+    assert intervals["iou"]["low"] <= intervals["iou"]["value"] <= intervals["iou"]["high"]
     flipped = score_model(trained.model, tta=True)
     assert flipped["tta"] is True
     assert set(flipped["held_out"]) == set(result["held_out"])

@@ -14,6 +14,12 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
+def _interval(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("low") is None:
+        return ""
+    return f"  (95% CI {entry['low']:.3f}–{entry['high']:.3f})"
+
+
 @handle_errors
 def evaluate_command(
     prediction: Annotated[str, typer.Argument(help="Predicted labels or mask.")],
@@ -25,6 +31,15 @@ def evaluate_command(
         int | None, typer.Option(help="Ground-truth value that marks unannotated voxels.")
     ] = None,
     voxel_size: VoxelSizeOption = None,
+    ci: Annotated[
+        bool,
+        typer.Option(
+            "--ci",
+            help="Add 95% block-bootstrap confidence intervals of IoU, Dice and object F1 "
+            "(how much the scores could move on another region like this one).",
+        ),
+    ] = False,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples for --ci.", min=100)] = 2000,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Dice, IoU, precision, recall, object F1 over IoU thresholds, Hausdorff, VI, ARE."""
@@ -40,19 +55,23 @@ def evaluate_command(
         voxel_size=parse_voxel_size(voxel_size),
         mode=mode,  # type: ignore[arg-type]
         ignore_label=ignore_label,
+        confidence_resamples=resamples if ci else 0,
     )
     if as_json:
         typer.echo(json.dumps(scores, allow_nan=False))
         return
     typer.echo(f"{prediction} vs {truth} ({scores.get('mode')})")
+    intervals = scores.get("confidence_intervals") or {}
     for key in ("dice", "iou", "precision", "recall", "weighted_f1"):
         if key in scores:
-            typer.echo(f"  {key:20s} {_fmt(scores[key])}")
+            typer.echo(f"  {key:20s} {_fmt(scores[key])}{_interval(intervals.get(key))}")
     typer.echo(
         f"  objects              {scores.get('n_pred')} predicted / {scores.get('n_gt')} true"
     )
     f1 = scores.get("f1_at", {})
     typer.echo("  object F1 at IoU     " + "  ".join(f"{t}: {_fmt(v)}" for t, v in f1.items()))
+    for t, interval in (intervals.get("f1_at") or {}).items():
+        typer.echo(f"  object F1 at {t:<7s} {_fmt(f1.get(t))}{_interval(interval)}")
     for key in (
         "hausdorff_mean_nm",
         "hausdorff_95_nm",
@@ -61,3 +80,8 @@ def evaluate_command(
         "adapted_rand_error",
     ):
         typer.echo(f"  {key:20s} {_fmt(scores.get(key))}")
+    if intervals:
+        typer.echo(
+            f"  CI: {intervals['method']}, {intervals['n_blocks']} blocks "
+            f"{'x'.join(map(str, intervals['blocks']))}, {intervals['n_resamples']} resamples"
+        )

@@ -136,6 +136,29 @@ def models_score_command(
                 _score_line(f"{key} {sub}", subvalue, (card.get(key) or {}).get(sub))
         else:
             _score_line(key, value, card.get(key))
+    for source in result["per_source"]:
+        _interval_line(source)
+
+
+def _interval_line(source: dict[str, Any]) -> None:
+    """One line of 95% block-bootstrap intervals for a test source, if it has them."""
+    intervals = source.get("confidence_intervals")
+    if not intervals:
+        return
+    data = source.get("data") or {}
+    where = " ".join(str(data[key]) for key in ("dataset", "image") if data.get(key))
+    if data.get("z_range"):
+        first, stop = data["z_range"]
+        where += f" z {first}-{stop - 1}"
+    parts = [
+        f"{key} {entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+        for key, entry in (
+            ("IoU", intervals.get("iou")),
+            *((f"F1@{t}", e) for t, e in (intervals.get("f1_at") or {}).items()),
+        )
+        if entry and entry.get("low") is not None
+    ]
+    typer.echo(f"  95% CI ({intervals['n_blocks']}-block bootstrap) {where}: " + ", ".join(parts))
 
 
 def _score_line(name: str, now: Any, card: Any) -> None:

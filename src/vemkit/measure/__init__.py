@@ -49,6 +49,7 @@ from vemkit.measure.statistics import (
     correlate,
     holm_correction,
 )
+from vemkit.measure.uncertainty import bootstrap_scores, default_blocks
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -60,11 +61,13 @@ __all__ = [
     "SemanticScores",
     "ThresholdScores",
     "adapted_rand_error",
+    "bootstrap_scores",
     "clark_evans_expectation",
     "compare_groups",
     "composition_by_region",
     "conover_posthoc",
     "correlate",
+    "default_blocks",
     "evaluate",
     "gap_distance_map",
     "hausdorff_distances",

@@ -19,6 +19,7 @@ from vemkit.io.layer import Layer
 from vemkit.io.registry import open_layer
 from vemkit.io.validate import require_volume, require_voxel_size
 from vemkit.measure import (
+    bootstrap_scores,
     compare_groups,
     composition_by_region,
     correlate,
@@ -31,6 +32,7 @@ from vemkit.measure import (
     write_ply,
     write_stl,
 )
+from vemkit.segmentation import connected_components
 
 __all__ = [
     "compare_table",
@@ -226,19 +228,53 @@ def evaluate_locations(
     voxel_size: VoxelSize | None = None,
     mode: Literal["auto", "instance", "semantic"] = "auto",
     ignore_label: int | None = None,
+    confidence_resamples: int = 0,
 ) -> dict[str, Any]:
-    """Score a segmentation against ground truth (see :func:`vemkit.measure.evaluate`)."""
+    """Score a segmentation against ground truth (see :func:`vemkit.measure.evaluate`).
+
+    With ``confidence_resamples > 0`` the result also holds ``confidence_intervals``:
+    95% block-bootstrap intervals of foreground IoU, Dice and object F1 (see
+    :func:`vemkit.measure.bootstrap_scores`); objects are the instance labels, or the
+    connected components of a binary mask. Multi-class maps have no intervals.
+    """
     gt_layer = _open_volume(truth, voxel_size)
     pred_layer = _open_volume(prediction, voxel_size or gt_layer.voxel_size)
     _same_grid(gt_layer, pred_layer, f"prediction {str(prediction)!r}")
     instance: bool | str = {"auto": "auto", "instance": True, "semantic": False}[mode]
-    return evaluate(
-        pred_layer.read(),
-        gt_layer.read(),
+    pred, gt = pred_layer.read(), gt_layer.read()
+    scores = evaluate(
+        pred,
+        gt,
         voxel_size=gt_layer.voxel_size,
         instance=instance,
         ignore_label=ignore_label,
     )
+    if confidence_resamples > 0:
+        labels = [k for k in scores["confusion"]["labels"] if k not in (0, ignore_label)]
+        if scores["mode"] == "semantic" and len(labels) > 1:
+            raise ConfigError(
+                "confidence intervals need instance labels or a binary mask; this is a "
+                f"multi-class map (classes {labels}) — score one class at a time"
+            )
+        ignore = ignore_label
+        if scores["mode"] == "semantic":
+            # objects of a mask are its face-connected components, as in evaluate()
+            known = np.ones(gt.shape, bool) if ignore is None else gt != ignore
+            pred = connected_components((pred != 0) & known, connectivity=6)
+            objects = connected_components((gt != 0) & known, connectivity=6)
+            if ignore is not None:
+                ignore = int(objects.max()) + 1
+                objects[~known] = ignore
+            gt = objects
+        scores["confidence_intervals"] = bootstrap_scores(
+            pred,
+            gt,
+            thresholds=scores["thresholds"],
+            spacing=gt_layer.voxel_size.as_tuple(),
+            n_resamples=confidence_resamples,
+            ignore_label=ignore,
+        )
+    return scores
 
 
 def write_meshes(

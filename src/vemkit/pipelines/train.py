@@ -52,6 +52,7 @@ from vemkit.geometry import Box, VoxelSize
 from vemkit.io.layer import Layer
 from vemkit.io.registry import open_layer
 from vemkit.measure.metrics import evaluate
+from vemkit.measure.uncertainty import bootstrap_scores
 from vemkit.ml.augment import Augmenter
 from vemkit.ml.checkpoint import load_weights, read_model_info, save_model
 from vemkit.ml.losses import BCEDiceLoss, CrossEntropyLoss, RegressionLoss
@@ -1162,6 +1163,18 @@ def _score_source(
             f"{key}_f1": semantic["dice"],
         }
     )
+    with_objects = evaluation.instances != "none" and target.type in (
+        "binary",
+        "foreground_boundary",
+    )
+    if not with_objects:
+        result["confidence_intervals"] = bootstrap_scores(
+            predicted_fg,
+            truth_fg,
+            instance=False,
+            spacing=size.as_tuple(),
+            ignore_label=ignore_label,
+        )
     radius = evaluation.boundary_dilation_px
     if radius and target.type in ("binary", "boundary"):
         known = truth_fg != 2
@@ -1176,7 +1189,7 @@ def _score_source(
                 f"{key}_f1_tolerant": f1,
             }
         )
-    if evaluation.instances != "none" and target.type in ("binary", "foreground_boundary"):
+    if with_objects:
         if instance_labels is not None:
             gt_source = loaded.source.model_copy(update={"labels": instance_labels})
             truth = load_source(gt_source, native=True).labels
@@ -1212,6 +1225,14 @@ def _score_source(
                 "foreground": evaluation.foreground_threshold,
                 "boundary": evaluation.boundary_threshold,
             },
+            # how far the numbers of this one region may be from those of the next one
+            confidence_intervals=bootstrap_scores(
+                objects,
+                truth,
+                thresholds=evaluation.iou_thresholds,
+                spacing=size.as_tuple(),
+                ignore_label=ignore,
+            ),
         )
     return result
 
