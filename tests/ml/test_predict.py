@@ -200,3 +200,22 @@ def test_resample_to_shape_round_trip():
     back = resample_to_shape(up, (5, 7, 9))
     assert back.shape == array.shape
     np.testing.assert_array_equal(resample_to_shape(array, (5, 7, 9)), array)
+
+
+def test_context_stack_puts_neighbours_in_channels():
+    from vemkit.ml import context_stack
+
+    volume = np.arange(4 * 2 * 3).reshape(4, 2, 3)
+    stack = context_stack(volume, 1)
+    assert stack.shape == (3, 4, 2, 3)
+    assert np.array_equal(stack[1], volume)
+    assert np.array_equal(stack[0, 1:], volume[:-1])  # the section below
+    assert np.array_equal(stack[2, :-1], volume[1:])  # the section above
+    assert np.array_equal(stack[0, 0], volume[0])  # the edge repeats
+    assert np.array_equal(context_stack(volume, 0), volume[None])
+    along_x = context_stack(volume, 2, axis=2)
+    assert np.array_equal(along_x[0][..., 2], volume[..., 0])
+    with pytest.raises(ConfigError):
+        context_stack(volume, -1)
+    with pytest.raises(InvalidVolumeError):
+        context_stack(volume[0], 1)

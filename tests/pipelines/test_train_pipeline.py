@@ -12,6 +12,7 @@ import yaml
 from scipy import ndimage
 
 from vemkit.errors import ConfigError
+from vemkit.geometry import VoxelSize
 from vemkit.ml.checkpoint import load_model
 from vemkit.pipelines.train import (
     build_model,
@@ -291,3 +292,119 @@ def test_rescoring_needs_a_vemkit_train_recipe():
 
     with pytest.raises(ConfigError, match="not trained by `vemkit train`"):
         score_model("nuclei-em")
+
+
+# --- 2.5D: neighbouring sections as input channels ------------------------------------------
+def next_section_volume(shape=(8, 64, 64), seed=0):
+    """Dark squares per section; the label of section z is the squares of section z + 1.
+
+    Only a network that sees the next section can solve it (the last section's label is its
+    own squares, as the context repeats the edge section there).
+    """
+    rng = np.random.default_rng(seed)
+    squares = np.zeros(shape, bool)
+    for z in range(shape[0]):
+        for _ in range(3):
+            y, x = rng.integers(4, shape[1] - 16, 2)
+            squares[z, y : y + 12, x : x + 12] = True
+    labels = np.concatenate([squares[1:], squares[-1:]]).astype(np.uint8)
+    image = 180.0 - 100.0 * squares + rng.normal(0, 10, shape)
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+def test_a_2p5d_network_sees_the_neighbouring_sections(tmp_path):
+    from vemkit.pipelines.predict import load_predictor, predict_block
+
+    image, labels = next_section_volume()
+    tifffile.imwrite(tmp_path / "raw.tif", image)
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    source = {"image": str(tmp_path / "raw.tif"), "labels": str(tmp_path / "labels.tif")}
+    source["voxel_size"] = [50, 10, 10]
+
+    def train(context, name):
+        config = recipe(
+            tmp_path,
+            name=name,
+            train=[{**source, "z_range": [0, 6]}],
+            validation=[{**source, "z_range": [6, 7]}],
+            test=[{**source, "z_range": [0, 8]}],
+            target={"type": "binary"},
+            network={"dims": 2, "depth": 2, "base_channels": 8, "context_sections": context},
+            epochs=6,
+            samples_per_epoch=32,
+            evaluation={"instances": "none"},
+            output=str(tmp_path / name),
+        )
+        return run_training(parse_train_config(config))
+
+    flat, deep = train(0, "flat"), train(1, "context")
+    card = deep.card
+    assert card["context_sections"] == 1
+    assert card["architecture"]["in_channels"] == 3
+    assert flat.card["context_sections"] == 0
+    # the 2D network cannot know where the next section's squares are; the 2.5D one can
+    assert flat.metrics["foreground_iou"] < 0.4
+    assert deep.metrics["foreground_iou"] > 0.7
+    network, spec, _ = load_predictor(deep.model)
+    assert spec.context == 1
+    voxel = VoxelSize(50, 10, 10)
+    maps = predict_block(network, image, spec=spec, voxel_size=voxel)
+    assert maps.shape == (1, *image.shape)
+    # the whole volume gives each section its true neighbours: as good as the held-out score
+    iou = (
+        np.logical_and(maps[0] > 0.5, labels > 0).sum()
+        / np.logical_or(maps[0] > 0.5, labels > 0).sum()
+    )
+    assert iou > 0.7
+    with pytest.raises(ConfigError, match=r"2\.5D"):
+        predict_block(network, image, spec=spec, voxel_size=voxel, triaxis=True)
+
+
+def test_context_sections_need_a_2d_network(tiny_data):
+    network = {"dims": 3, "depth": 2, "context_sections": 1}
+    with pytest.raises(ConfigError, match="context_sections applies to 2D networks only"):
+        parse_train_config(recipe(tiny_data, network=network, patch_shape=[4, 32, 32]))
+
+
+def test_context_margins_come_from_outside_the_z_range(tiny_data):
+    from vemkit.pipelines.train import DataSource, load_source
+
+    source = DataSource(
+        image=str(tiny_data / "raw.tif"),
+        labels=str(tiny_data / "labels.tif"),
+        voxel_size=(50, 10, 10),
+        z_range=(1, 3),
+    )
+    plain = load_source(source)
+    loaded = load_source(source, context=2)
+    assert plain.margin == (0, 0)
+    assert loaded.margin == (1, 2)  # section 0 below; sections 3 and 4 above
+    assert loaded.image.shape[0] == 5
+    assert np.array_equal(loaded.labels, plain.labels)
+    stack = loaded.network_input(2)
+    assert stack.shape == (5, 2, 64, 64)
+    raw = tifffile.imread(tiny_data / "raw.tif")
+    assert np.array_equal(stack[:, 0], raw[[0, 0, 1, 2, 3]])  # section 1: 0 repeated below
+    assert np.array_equal(stack[:, 1], raw[[0, 1, 2, 3, 4]])
+    assert np.array_equal(loaded.network_input(0), plain.image)
+
+
+def test_fine_tuning_a_2p5d_model_keeps_its_context(tiny_data, tmp_path):
+    base = run_training(
+        parse_train_config(
+            recipe(
+                tiny_data,
+                name="base",
+                epochs=1,
+                network={"dims": 2, "depth": 2, "base_channels": 4, "context_sections": 1},
+                output=str(tmp_path / "base"),
+            )
+        )
+    )
+    tuned = run_training(
+        parse_train_config(
+            recipe(tiny_data, epochs=1, init_from=str(base.model), output=str(tmp_path / "t"))
+        )
+    )
+    assert tuned.card["context_sections"] == 1
+    assert tuned.card["architecture"]["in_channels"] == 3

@@ -68,7 +68,12 @@ def models_show_command(
         f"  target: {target.get('type')}; channels: {', '.join(card.get('channels') or [])}",
         f"  voxel size: {_voxel(card.get('voxel_size_nm'))} nm (inputs are resampled to it)",
         f"  network: {card['network'].get('dims')}D U-Net, depth {card['network'].get('depth')}, "
-        f"{card['network'].get('base_channels')} base channels, norm {card['network'].get('norm')}",
+        f"{card['network'].get('base_channels')} base channels, norm {card['network'].get('norm')}"
+        + (
+            f"; 2.5D input: {card['context_sections']} neighbouring section(s) on each side"
+            if card.get("context_sections")
+            else ""
+        ),
     ]
     for entry in card.get("training_data") or []:
         lines.append(f"  trained on: {json.dumps(entry)}")

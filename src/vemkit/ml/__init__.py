@@ -25,7 +25,7 @@ from vemkit.ml.networks import (
     unfreeze,
 )
 from vemkit.ml.normalize import Normalization, fit_normalization, normalize
-from vemkit.ml.predict import predict_array, predict_triaxis, resample_to_shape
+from vemkit.ml.predict import context_stack, predict_array, predict_triaxis, resample_to_shape
 from vemkit.ml.sampling import Patch, PatchDataset, PatchSampler
 from vemkit.ml.sparse import sparse_plane_mask
 from vemkit.ml.targets import (
@@ -59,6 +59,7 @@ __all__ = [
     "binary_target",
     "boundary_target",
     "build_network",
+    "context_stack",
     "count_parameters",
     "fit_normalization",
     "foreground_boundary_target",

@@ -26,7 +26,13 @@ from vemkit.geometry import VoxelSize
 from vemkit.ml.normalize import Normalization, normalize
 from vemkit.progress import NullProgress, Progress
 
-__all__ = ["blend_weights", "predict_array", "predict_triaxis", "resample_to_shape"]
+__all__ = [
+    "blend_weights",
+    "context_stack",
+    "predict_array",
+    "predict_triaxis",
+    "resample_to_shape",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +41,53 @@ Blend = Literal["gaussian", "cosine", "constant"]
 
 # Lowest blending weight relative to the centre: keeps every voxel's weight sum positive.
 _MIN_WEIGHT = 1e-3
+
+
+def context_stack(volume: ArrayLike, sections: int, *, axis: int = 0) -> NDArray[Any]:
+    """Neighbouring sections as channels, the input of a 2.5D network.
+
+    Channel ``c`` of plane ``z`` holds plane ``z + c - sections`` of ``volume`` (the
+    plane itself in the middle channel); beyond the first and last plane the edge plane
+    is repeated, so the result has the shape of ``volume`` with ``2 * sections + 1``
+    channels in front. A 2D network with that many input channels then sees, for every
+    section, its neighbours along ``axis`` — the context that tells a mitochondrion
+    running through several sections from a dark blob in one (serial-section EM).
+
+    Parameters
+    ----------
+    volume : (Z, Y, X) ndarray
+        Raw intensities.
+    sections : int
+        Neighbours on each side (0 returns ``volume[None]``).
+    axis : int, default 0
+        Axis along which the neighbours are taken.
+
+    Returns
+    -------
+    (2 * sections + 1, Z, Y, X) ndarray
+        Same dtype as ``volume``.
+
+    Examples
+    --------
+    >>> context_stack(np.arange(3)[:, None, None], 1)[:, :, 0, 0]
+    array([[0, 0, 1],
+           [0, 1, 2],
+           [1, 2, 2]])
+    """
+    array = np.asarray(volume)
+    if array.ndim != 3:
+        raise InvalidVolumeError(f"context_stack needs a (Z, Y, X) volume, got {array.shape}")
+    k = int(sections)
+    if k < 0:
+        raise ConfigError(f"context sections must be >= 0, got {sections!r}")
+    axis = axis % 3
+    size = array.shape[axis]
+    index = np.arange(size)
+    planes = [
+        np.take(array, np.clip(index + offset, 0, size - 1), axis=axis)
+        for offset in range(-k, k + 1)
+    ]
+    return np.stack(planes)
 
 
 def blend_weights(patch_shape: Sequence[int], *, blend: Blend = "gaussian") -> NDArray[np.float64]:

@@ -44,7 +44,7 @@ from vemkit.io.registry import open_layer
 from vemkit.io.validate import require_volume, require_voxel_size
 from vemkit.ml.networks import UNetConfig
 from vemkit.ml.normalize import Normalization
-from vemkit.ml.predict import predict_array, predict_triaxis, resample_to_shape
+from vemkit.ml.predict import context_stack, predict_array, predict_triaxis, resample_to_shape
 from vemkit.ml.zoo import load_zoo_model, resolve_model
 from vemkit.pipelines import DEFAULT_MEMORY_BUDGET_GB
 from vemkit.pipelines.convert import refuse_input_as_output
@@ -57,6 +57,7 @@ __all__ = [
     "MemoryBudgetError",
     "ModelSpec",
     "PredictionResult",
+    "context_sections",
     "estimate_prediction_bytes",
     "load_predictor",
     "predict_block",
@@ -130,6 +131,9 @@ class ModelSpec:
         For ``signed_distance``: the tanh output times this is the distance in nm.
     divisor : tuple of int
         Window sizes are rounded up to multiples of these (the network's pooling).
+    context : int
+        2.5D models: neighbouring sections on each side fed as extra input channels
+        (see :func:`vemkit.ml.predict.context_stack`); 0 for plain 2D and 3D models.
     """
 
     name: str
@@ -143,6 +147,7 @@ class ModelSpec:
     batch_size: int = 2
     clip_nm: float | None = None
     divisor: tuple[int, ...] = (16, 16)
+    context: int = 0
 
     @classmethod
     def from_card(
@@ -180,6 +185,7 @@ class ModelSpec:
             batch_size=int(prediction.get("batch_size", 2)),
             clip_nm=float(clip) if clip is not None else None,
             divisor=config.shape_divisor(),
+            context=context_sections(config),
         )
 
     @property
@@ -191,6 +197,29 @@ class ModelSpec:
     def is_probability(self) -> bool:
         """Whether the outputs are probabilities in [0, 1]."""
         return self.target_type != "signed_distance"
+
+
+def context_sections(config: UNetConfig) -> int:
+    """Neighbouring sections on each side that a network takes as input channels.
+
+    vEM raw data has one channel, so a 2D network with ``2k + 1`` input channels is a
+    2.5D network fed sections ``z - k .. z + k`` (:func:`vemkit.ml.predict.context_stack`).
+
+    Raises
+    ------
+    ConfigError
+        For an even number of input channels, or several for a 3D network.
+    """
+    channels = int(config.in_channels)
+    if channels == 1:
+        return 0
+    if config.dims != 2 or channels % 2 == 0:
+        raise ConfigError(
+            f"a {config.dims}D network with {channels} input channels cannot take "
+            "single-channel EM; only 2D networks with 2k+1 channels (k neighbouring sections "
+            "on each side) are supported"
+        )
+    return (channels - 1) // 2
 
 
 def _working_shape(
@@ -343,6 +372,11 @@ def predict_block(
     if triaxis:
         if spec.dims != 2:
             raise ConfigError("tri-axis prediction needs a 2D model; this model is 3D")
+        if spec.context:
+            raise ConfigError(
+                f"model {spec.name!r} takes {spec.context} neighbouring section(s) along z "
+                "as input (2.5D); it predicts along z only — leave out tri-axis"
+            )
         in_plane = spec.voxel_size.y if spec.voxel_size is not None else None
         iso = None if in_plane is None else VoxelSize(in_plane, in_plane, in_plane)
         working = _working_shape(shape, voxel_size, iso)
@@ -366,6 +400,8 @@ def predict_block(
             work = resample_planes(volume, working)
         spatial = working[1:] if spec.dims == 2 else working
         tile = _tile_shape(spatial, tile=spec.tile, overlap=spec.overlap, divisor=spec.divisor)
+        if spec.context:
+            work = context_stack(work, spec.context)
         maps = predict_array(model, work, patch_shape=tile, **options)
         if working != shape:
             maps = resample_planes(maps, shape)
@@ -483,6 +519,7 @@ def estimate_prediction_bytes(
     channels = len(spec.channels)
     per_input = 4 + 2 * 4 * channels  # float32 copy + maps (resampled and final)
     per_working = 2 * 4 + 8 * (channels + 1) + 8 * channels * (2 if triaxis else 1)
+    per_working += 2 * 4 * (2 * spec.context + 1)  # 2.5D input stack and its normalised copy
     return n_in * per_input + n_work * per_working
 
 

@@ -683,7 +683,7 @@ def _segment(  # noqa: PLR0917
     block = _default_block(grid.shape, settings.block_shape or preferred_block)
     halo = list(_halo_vox((halo_nm,) * 3, grid.voxel_size))
     if planar:
-        halo[0] = 0
+        halo[0] = spec.context  # a 2.5D model reads its neighbouring sections
     predictor = _BlockPredictor(
         raw=level_raw,
         factors=grid.factors,

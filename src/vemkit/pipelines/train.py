@@ -58,7 +58,7 @@ from vemkit.ml.checkpoint import load_weights, read_model_info, save_model
 from vemkit.ml.losses import BCEDiceLoss, CrossEntropyLoss, RegressionLoss
 from vemkit.ml.networks import UNetConfig, build_network, count_parameters, freeze_encoder
 from vemkit.ml.normalize import Normalization, fit_normalization
-from vemkit.ml.predict import resample_to_shape
+from vemkit.ml.predict import context_stack, resample_to_shape
 from vemkit.ml.sampling import PatchDataset, PatchSampler
 from vemkit.ml.sparse import sparse_plane_mask
 from vemkit.ml.targets import (
@@ -74,6 +74,7 @@ from vemkit.ml.zoo import resolve_model
 from vemkit.pipelines.predict import (
     InstanceMethod,
     ModelSpec,
+    context_sections,
     default_channels,
     load_predictor,
     predict_block,
@@ -307,6 +308,13 @@ class NetworkSettings(_Settings):
     norm_groups: int = Field(default=8, ge=1)
     residual: bool = False
     anisotropic_levels: int = Field(default=0, ge=0)
+    context_sections: int = Field(
+        default=0,
+        ge=0,
+        le=4,
+        description="2D networks: neighbouring sections on each side given as extra input "
+        "channels (2.5D; 1 gives the network sections z-1, z, z+1).",
+    )
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     backend: Literal["vemkit", "monai"] = "vemkit"
     architecture: Literal["unet", "segresnet", "swinunetr"] = "unet"
@@ -470,6 +478,11 @@ class TrainConfig(_Settings):
             )
         if dims == 2 and self.network.anisotropic_levels:
             raise ValueError("network.anisotropic_levels applies to 3D networks only")
+        if dims == 3 and self.network.context_sections:
+            raise ValueError(
+                "network.context_sections applies to 2D networks only (a 3D network sees "
+                "its neighbouring sections already)"
+            )
         if self.network.norm == "batch" and self.batch_size < 2:
             raise ValueError("norm: batch needs batch_size >= 2 (8 or more is better)")
         if self.freeze_encoder and self.init_from is None:
@@ -489,8 +502,9 @@ class TrainConfig(_Settings):
     def unet_config(self) -> UNetConfig:
         """Build the network config: the ``network`` fields plus channels from the target."""
         fields = self.network.model_dump()
+        in_channels = 2 * fields.pop("context_sections") + 1
         out_channels = len(self.target.channels)
-        return UNetConfig(in_channels=1, out_channels=out_channels, **fields)
+        return UNetConfig(in_channels=in_channels, out_channels=out_channels, **fields)
 
 
 def _format_validation_error(error: ValidationError, where: str) -> str:
@@ -566,6 +580,18 @@ class LoadedSource:
     native_voxel_size: VoxelSize
     license: str
     files: dict[str, str]
+    margin: tuple[int, int] = (0, 0)
+    """Unlabelled sections of ``image`` before and after the labelled ones (2.5D context)."""
+
+    def network_input(self, context: int) -> NDArray[Any]:
+        """Return the network input of the labelled sections (``(2k+1, Z, Y, X)`` in 2.5D).
+
+        The neighbours of the first and last labelled section come from the margin.
+        """
+        first, stop = self.margin[0], self.image.shape[0] - self.margin[1]
+        if not context:
+            return self.image[first:stop]
+        return context_stack(self.image, context)[:, first:stop]
 
 
 def _open_pair(source: DataSource) -> tuple[Layer, Layer, str]:
@@ -773,6 +799,7 @@ def load_source(
     voxel_size_nm: Sequence[float] | None = None,
     native: bool = False,
     planar: bool = False,
+    context: int = 0,
 ) -> LoadedSource:
     """Read a source (its ``z_range``) and resample it to ``voxel_size_nm``.
 
@@ -786,6 +813,10 @@ def load_source(
         Keep the data's own voxel size (for held-out evaluation).
     planar : bool
         Resample y and x only (2D networks): z keeps its own voxel size.
+    context : int
+        2.5D networks: also read up to this many image sections before and after the
+        ``z_range`` (as far as the volume goes), the neighbours of its first and last
+        section; their labels are not read (see :attr:`LoadedSource.margin`).
     """
     image_layer, label_layer, license_text = _open_pair(source)
     where = f"{source.dataset + ':' if source.dataset else ''}{source.image}"
@@ -793,11 +824,19 @@ def load_source(
         raise ConfigError(
             f"{where} does not record its voxel size; add voxel_size: [z, y, x] (nm) to the source"
         )
-    image = _read(image_layer, source.z_range, where)
+    margin = (0, 0)
+    z_range = source.z_range
+    if context and z_range is not None and image_layer.axes == "zyx":
+        depth = image_layer.spatial_shape[0]
+        first, stop = max(0, z_range[0] - context), min(depth, z_range[1] + context)
+        if z_range[1] <= depth:  # else _read reports the bad z_range
+            margin, z_range = (z_range[0] - first, stop - z_range[1]), (first, stop)
+    image = _read(image_layer, z_range, where)
     labels = _read_labels(label_layer, source, f"labels {source.labels!r}")
-    if image.shape != labels.shape:
+    labelled = (image.shape[0] - sum(margin), *image.shape[1:])
+    if labelled != labels.shape:
         raise InvalidVolumeError(
-            f"image {where} {image.shape} and labels {source.labels!r} {labels.shape} differ "
+            f"image {where} {labelled} and labels {source.labels!r} {labels.shape} differ "
             "in shape"
         )
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
@@ -816,11 +855,14 @@ def load_source(
             for n, s, t in zip(image.shape, native_size.as_tuple(), size.as_tuple(), strict=True)
         )
         if shape != image.shape:
+            if sum(margin) and shape[0] != image.shape[0]:
+                raise ConfigError("2.5D context sections need planar (2D) resampling")
             log.info("resampling %s from %s to %s", where, image.shape, shape)
             image = resample_to_shape(image, shape, order=1)
-            labels = resample_to_shape(labels, shape, order=0).astype(labels.dtype)
+            label_shape = (labels.shape[0], *shape[1:])
+            labels = resample_to_shape(labels, label_shape, order=0).astype(labels.dtype)
     files = {"image": source.image, "labels": source.labels}
-    return LoadedSource(source, image, labels, size, native_size, license_text, files)
+    return LoadedSource(source, image, labels, size, native_size, license_text, files, margin)
 
 
 # --- targets, losses, metrics ----------------------------------------------------------------
@@ -923,6 +965,7 @@ def _patch_datasets(
     total: int,
     normalization: Normalization,
     training: bool,
+    context: int = 0,
 ) -> _MixedPatches:
     dims = config.network.dims
     parts = []
@@ -950,7 +993,7 @@ def _patch_datasets(
         spacing = loaded.voxel_size.as_tuple()
         patch_spacing = spacing[1:] if dims == 2 else spacing
         sampler = PatchSampler(
-            loaded.image,
+            loaded.network_input(context),
             loaded.labels,
             patch_shape=config.patch_shape,
             axis=0,
@@ -998,6 +1041,13 @@ def _foreground(target: TargetSettings, labels: NDArray[Any]) -> NDArray[np.bool
 
 
 # --- model -----------------------------------------------------------------------------------
+def _recipe_context(config: TrainConfig) -> int:
+    """Neighbouring sections the trained network will take (from ``init_from`` if given)."""
+    if config.init_from is None:
+        return config.network.context_sections
+    return context_sections(read_model_info(resolve_model(config.init_from))[0])
+
+
 def build_model(config: TrainConfig) -> tuple[torch.nn.Module, UNetConfig, dict[str, Any]]:
     """Build the network to train: fresh (seeded), or the weights of ``init_from``.
 
@@ -1073,6 +1123,21 @@ def _optimizer(
 
 
 # --- evaluation ------------------------------------------------------------------------------
+def _predict_source(
+    network: torch.nn.Module,
+    spec: ModelSpec,
+    loaded: LoadedSource,
+    *,
+    device: str,
+    tta: bool = False,
+) -> NDArray[np.float32]:
+    """Predict the labelled sections of a source (its context margin feeds 2.5D models)."""
+    maps = predict_block(
+        network, loaded.image, spec=spec, voxel_size=loaded.voxel_size, device=device, tta=tta
+    )
+    return maps[:, loaded.margin[0] : loaded.image.shape[0] - loaded.margin[1]]
+
+
 def _score_source(
     config: TrainConfig,
     network: torch.nn.Module,
@@ -1086,9 +1151,7 @@ def _score_source(
 ) -> dict[str, Any]:
     """Predict one held-out region (at its own voxel size) and score it."""
     start = time.perf_counter()
-    maps = predict_block(
-        network, loaded.image, spec=spec, voxel_size=loaded.voxel_size, device=device, tta=tta
-    )
+    maps = _predict_source(network, spec, loaded, device=device, tta=tta)
     seconds = time.perf_counter() - start
     size = loaded.voxel_size
     labels = loaded.labels
@@ -1273,8 +1336,7 @@ def _calibrate(
     evaluation = config.evaluation
     candidates = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     predicted = [
-        predict_block(network, s.image, spec=spec, voxel_size=s.voxel_size, device=device)
-        for s in sources
+        _predict_source(network, spec, s, device=device) for s in sources
     ]
 
     def iou(threshold: float) -> float:
@@ -1406,7 +1468,7 @@ def score_model(
         if key in EvaluationSettings.model_fields and key != "iou_thresholds"
     }
     evaluation = config.evaluation.model_copy(update=chosen)
-    test_sources = [load_source(source, native=True) for source in config.test]
+    test_sources = [load_source(s, native=True, context=spec.context) for s in config.test]
     per_source = _score_test_sources(
         config, network, spec, test_sources, evaluation=evaluation, device=device, tta=tta
     )
@@ -1544,9 +1606,11 @@ def run_training(
     )
     voxel = config.voxel_size_nm
     planar = config.network.dims == 2
-    train_sources = [load_source(s, voxel_size_nm=voxel, planar=planar) for s in config.train]
-    val_sources = [load_source(s, voxel_size_nm=voxel, planar=planar) for s in config.validation]
-    test_sources = [load_source(s, native=True) for s in config.test]
+    context = _recipe_context(config)
+    options: dict[str, Any] = {"voxel_size_nm": voxel, "planar": planar, "context": context}
+    train_sources = [load_source(s, **options) for s in config.train]
+    val_sources = [load_source(s, **options) for s in config.validation]
+    test_sources = [load_source(s, native=True, context=context) for s in config.test]
     working_size = train_sources[0].voxel_size
     for loaded in train_sources[1:] + val_sources:
         compared = slice(1, 3) if planar else slice(0, 3)
@@ -1568,12 +1632,14 @@ def run_training(
         upper_percentile=norm_settings.upper_percentile,
         clip=norm_settings.clip,
     )
+    network, unet_config, init_info = build_model(config)
     train_data = _patch_datasets(
         config,
         train_sources,
         total=config.samples_per_epoch,
         normalization=normalization,
         training=True,
+        context=context,
     )
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = torch.utils.data.DataLoader(
@@ -1596,10 +1662,10 @@ def run_training(
             total=config.validation_samples,
             normalization=normalization,
             training=False,
+            context=context,
         )
         val_loader = torch.utils.data.DataLoader(val_data, batch_size=config.batch_size)
 
-    network, unet_config, init_info = build_model(config)
     if unet_config.dims == 2 and torch.device(config.device).type == "cpu":
         # oneDNN convolutions are faster on NHWC tensors (about 1.3x measured).
         network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -1624,6 +1690,7 @@ def run_training(
         "voxel_size_nm": list(working_size.as_tuple()),
         "normalization": normalization.to_dict(),
         "architecture": unet_config.to_dict(),
+        "context_sections": context,
         "patch_shape": list(config.patch_shape),
         "prediction": config.prediction.model_dump(),
         "instances": config.evaluation.model_dump(
@@ -1691,7 +1758,7 @@ def run_training(
     evaluation = config.evaluation
     calibrate = evaluation.calibrate_thresholds and config.validation
     if calibrate and config.target.type in ("binary", "foreground_boundary"):
-        native_val = [load_source(s, native=True) for s in config.validation]
+        native_val = [load_source(s, native=True, context=context) for s in config.validation]
         chosen = _calibrate(config, network, spec, native_val, device=config.device)
         evaluation = evaluation.model_copy(update=chosen)
         card["instances"].update(chosen, calibrated_on="validation")
