@@ -330,6 +330,40 @@ def test_cli_tta_reaches_the_prediction(
     assert maps[True].max() <= 1.0
 
 
+def test_a_2p5d_model_gets_its_neighbouring_sections_across_blocks(
+    sstem_phantom: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    """Blocks of 2 sections read a z halo, so a 2.5D model sees the same neighbours."""
+    from vemkit.pipelines.predict import load_predictor, predict_block
+    from vemkit.pipelines.train import parse_train_config, run_training
+
+    raw_path, truth = sstem_phantom
+    tifffile.imwrite(tmp_path / "mito.tif", truth.astype(np.uint16))
+    source = {"image": str(raw_path), "labels": str(tmp_path / "mito.tif")}
+    recipe = {
+        "name": "mito-2p5d",
+        "task": "mitochondria",
+        "train": [{**source, "z_range": [0, 10]}],
+        "target": {"type": "foreground_boundary", "boundary_width_nm": 15},
+        "network": {"dims": 2, "depth": 2, "base_channels": 4, "context_sections": 1},
+        "patch_shape": [32, 32],
+        "batch_size": 4,
+        "epochs": 1,
+        "samples_per_epoch": 8,
+        "output": str(tmp_path / "model"),
+    }
+    model = run_training(parse_train_config(recipe)).model
+    settings = load_segment_settings(
+        "mitochondria", model=str(model), block_shape=(2, 96, 96), meshes=False, measure=False
+    )
+    result = segment_volume("mitochondria", raw_path, tmp_path / "out.zarr", settings)
+    blockwise = Dataset.open(result.output).layer("mito-2p5d_maps").read()
+    network, spec, _ = load_predictor(model)
+    raw = open_layer(raw_path)
+    whole = predict_block(network, raw.read(), spec=spec, voxel_size=raw.voxel_size)
+    np.testing.assert_allclose(blockwise, whole, atol=1e-4)
+
+
 # --- real data -------------------------------------------------------------------------------
 def test_mitochondria_pipeline_on_held_out_vnc_sections(shared_data: Path, tmp_path: Path) -> None:
     """Sections 11-14 were never used in training or model selection of mito-em."""
