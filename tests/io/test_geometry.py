@@ -121,7 +121,7 @@ def test_voxel_to_nm_to_voxel_round_trips(size: VoxelSize, index: list[float]) -
 
 
 @FAST
-@given(voxel_sizes, st.floats(min_value=0.0, max_value=1e6, allow_nan=False))
+@given(voxel_sizes, st.floats(min_value=0.0, max_value=1e6, allow_nan=False, allow_subnormal=False))
 def test_length_in_voxels_times_size_is_the_length(size: VoxelSize, length_nm: float) -> None:
     voxels = size.to_voxels(length_nm)
     np.testing.assert_allclose(
