@@ -836,8 +836,7 @@ def load_source(
     labelled = (image.shape[0] - sum(margin), *image.shape[1:])
     if labelled != labels.shape:
         raise InvalidVolumeError(
-            f"image {where} {labelled} and labels {source.labels!r} {labels.shape} differ "
-            "in shape"
+            f"image {where} {labelled} and labels {source.labels!r} {labels.shape} differ in shape"
         )
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise InvalidVolumeError(
@@ -1335,9 +1334,7 @@ def _calibrate(
     """
     evaluation = config.evaluation
     candidates = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    predicted = [
-        _predict_source(network, spec, s, device=device) for s in sources
-    ]
+    predicted = [_predict_source(network, spec, s, device=device) for s in sources]
 
     def iou(threshold: float) -> float:
         inter = union = 0
