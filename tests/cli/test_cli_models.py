@@ -145,6 +145,7 @@ def test_models_list_shows_the_shipped_zoo():
     assert result.exit_code == 0, result.output
     for name in names:
         assert name in result.output
+    assert "membranes / cell boundaries (…" in result.output  # long tasks end in an ellipsis
     rows = json.loads(run("models", "list", "--json").output)
     mito = next(r for r in rows if r["name"] == "mito-em")
     assert mito["voxel_size_nm"][0] == 50.0

@@ -42,7 +42,7 @@ def models_list_command(
     for row in rows:
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in row["metrics"].items()) or "-"
         typer.echo(
-            f"{row['name']:16s} {row['task'][:30]:30s} {row['target']:20s} "
+            f"{row['name']:16s} {_clip(row['task'], 30):30s} {row['target']:20s} "
             f"{_voxel(row['voxel_size_nm']):16s} {metrics}"
         )
 
@@ -164,6 +164,11 @@ def _interval_line(source: dict[str, Any]) -> None:
         if entry and entry.get("low") is not None
     ]
     typer.echo(f"  95% CI ({intervals['n_blocks']}-block bootstrap) {where}: " + ", ".join(parts))
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, with an ellipsis when cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _score_line(name: str, now: Any, card: Any) -> None:
