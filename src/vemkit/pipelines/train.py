@@ -583,15 +583,19 @@ class LoadedSource:
     margin: tuple[int, int] = (0, 0)
     """Unlabelled sections of ``image`` before and after the labelled ones (2.5D context)."""
 
+    @property
+    def labelled(self) -> slice:
+        """The sections of ``image`` that have labels (all but the margin)."""
+        return slice(self.margin[0], self.image.shape[0] - self.margin[1])
+
     def network_input(self, context: int) -> NDArray[Any]:
         """Return the network input of the labelled sections (``(2k+1, Z, Y, X)`` in 2.5D).
 
         The neighbours of the first and last labelled section come from the margin.
         """
-        first, stop = self.margin[0], self.image.shape[0] - self.margin[1]
         if not context:
-            return self.image[first:stop]
-        return context_stack(self.image, context)[:, first:stop]
+            return self.image[self.labelled]
+        return context_stack(self.image, context)[:, self.labelled]
 
 
 def _open_pair(source: DataSource) -> tuple[Layer, Layer, str]:
@@ -1134,7 +1138,7 @@ def _predict_source(
     maps = predict_block(
         network, loaded.image, spec=spec, voxel_size=loaded.voxel_size, device=device, tta=tta
     )
-    return maps[:, loaded.margin[0] : loaded.image.shape[0] - loaded.margin[1]]
+    return maps[:, loaded.labelled]
 
 
 def _score_source(
