@@ -408,3 +408,36 @@ def test_fine_tuning_a_2p5d_model_keeps_its_context(tiny_data, tmp_path):
     )
     assert tuned.card["context_sections"] == 1
     assert tuned.card["architecture"]["in_channels"] == 3
+
+
+@pytest.mark.parametrize(
+    ("sampling", "expected"), [("labelled_voxels", [30, 10]), ("equal", [20, 20])]
+)
+def test_source_sampling_shares_patches(tiny_data, sampling, expected):
+    from vemkit.ml.normalize import Normalization
+    from vemkit.pipelines.train import DataSource, _patch_datasets, load_source
+
+    def source(z_range):
+        return DataSource(
+            image=str(tiny_data / "raw.tif"),
+            labels=str(tiny_data / "labels.tif"),
+            voxel_size=(50, 10, 10),
+            z_range=z_range,
+        )
+
+    config = parse_train_config(recipe(tiny_data, source_sampling=sampling))
+    sources = [load_source(source((0, 3))), load_source(source((3, 4)))]  # 3 : 1 sections
+    mixed = _patch_datasets(
+        config,
+        sources,
+        total=40,
+        normalization=Normalization(low=0.0, high=255.0),
+        training=True,
+    )
+    assert [len(part) for part in mixed.parts] == expected
+    assert len(mixed) == 40
+
+
+def test_source_sampling_rejects_unknown_modes(tiny_data):
+    with pytest.raises(ConfigError, match="source_sampling"):
+        parse_train_config(recipe(tiny_data, source_sampling="uniform"))

@@ -427,6 +427,12 @@ class TrainConfig(_Settings):
     samples_per_epoch: int = Field(default=256, ge=1)
     validation_samples: int = Field(default=64, ge=1)
     foreground_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
+    source_sampling: Literal["labelled_voxels", "equal"] = Field(
+        default="labelled_voxels",
+        description="How patches are shared between the sources of train (and of "
+        "validation): in proportion to each source's labelled voxels, or equally, so that "
+        "a small dataset weighs as much as a large one.",
+    )
     optimizer: OptimizerSettings = OptimizerSettings()
     augment: AugmentSettings = AugmentSettings()
     early_stopping_patience: int | None = Field(default=None, ge=1)
@@ -991,6 +997,8 @@ def _patch_datasets(
         int(np.count_nonzero(v)) if v is not None else int(s.labels.size)
         for v, s in zip(valids, sources, strict=True)
     ]
+    if config.source_sampling == "equal":
+        sizes = [1] * len(sizes)
     counts = _split_samples(total, sizes)
     for index, (loaded, valid, count) in enumerate(zip(sources, valids, counts, strict=True)):
         spacing = loaded.voxel_size.as_tuple()
