@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
+import sys
 from typing import Annotated
 
 import typer
@@ -37,6 +39,11 @@ def train_command(
     from vemkit.pipelines.train import load_train_config, run_training
 
     recipe, text = load_train_config(config)
+    if not quiet and not sys.stderr.isatty():
+        # No progress bar in a batch job (nohup, SLURM, the job server): one line per epoch.
+        for name in ("vemkit.ml.train", "vemkit.pipelines.train"):
+            if not logging.getLogger(name).isEnabledFor(logging.INFO):
+                logging.getLogger(name).setLevel(logging.INFO)
     if device is not None:
         recipe = recipe.model_copy(update={"device": device})
     if threads is not None:

@@ -184,6 +184,12 @@ def _evaluate(
     return loss_sum / count, (metric_sum / count if metric_fn is not None else None)
 
 
+def _clock(seconds: float) -> str:
+    """``seconds`` as h:mm:ss."""
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
+
+
 def train(
     model: nn.Module,
     train_loader: Iterable[Any],
@@ -331,6 +337,7 @@ def train(
     n_batches = _loader_length(train_loader)
     devices = [device.index or 0] if device.type == "cuda" else []
     run_start = time.perf_counter()
+    run_seconds: list[float] = []  # epochs of this run (not of a resumed one)
     with torch.random.fork_rng(devices=devices):
         for epoch in range(start_epoch, epochs + 1):
             epoch_start = time.perf_counter()
@@ -442,14 +449,17 @@ def train(
             )
             if improved:
                 save_model(best_dir, model, config, epoch_card)
+            run_seconds.append(record.seconds)
+            eta = (epochs - epoch) * sum(run_seconds) / len(run_seconds)
             logger.info(
-                "epoch %d/%d: train loss %.4g, val loss %s, val metric %s (%.1f s)",
+                "epoch %d/%d: train loss %.4g, val loss %s, val metric %s (%.1f s, ETA %s)",
                 epoch,
                 epochs,
                 train_loss,
                 "-" if val_loss is None else f"{val_loss:.4g}",
                 "-" if val_metric is None else f"{val_metric:.4g}",
                 record.seconds,
+                _clock(eta),
             )
             if early_stopping_patience is not None and bad_epochs >= early_stopping_patience:
                 logger.info(

@@ -1,0 +1,79 @@
+"""`vemkit train` through Typer's runner: a tiny recipe, its output and its epoch log."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from vemkit.cli.main import app
+
+runner = CliRunner()
+LOGGERS = ("vemkit.ml.train", "vemkit.pipelines.train")
+
+
+@pytest.fixture(autouse=True)
+def _isolate():
+    previous_threads = torch.get_num_threads()
+    levels = {name: logging.getLogger(name).level for name in LOGGERS}
+    yield
+    torch.set_num_threads(previous_threads)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path):
+    rng = np.random.default_rng(0)
+    labels = np.zeros((5, 48, 48), np.uint8)
+    labels[:, 10:22, 12:30] = 1
+    labels[:, 30:42, 28:40] = 1
+    image = (180 - 100 * labels + rng.normal(0, 10, labels.shape)).clip(0, 255)
+    tifffile.imwrite(tmp_path / "raw.tif", image.astype(np.uint8))
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    source = {
+        "image": str(tmp_path / "raw.tif"),
+        "labels": str(tmp_path / "labels.tif"),
+        "voxel_size": [50, 10, 10],
+    }
+    recipe = {
+        "name": "tiny-cli",
+        "task": "blobs",
+        "train": [{**source, "z_range": [0, 3]}],
+        "validation": [{**source, "z_range": [3, 5]}],
+        "target": {"type": "binary"},
+        "network": {"dims": 2, "depth": 2, "base_channels": 4},
+        "patch_shape": [32, 32],
+        "batch_size": 4,
+        "epochs": 2,
+        "samples_per_epoch": 8,
+        "validation_samples": 4,
+        "prediction": {"tile": 48},
+        "output": str(tmp_path / "out"),
+    }
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_train_logs_one_line_per_epoch_without_a_terminal(tiny_recipe, caplog):
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "trained tiny-cli" in result.output
+    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
+    assert len(epochs) == 2
+    assert epochs[0].startswith("epoch 1/2: train loss ")
+    assert "ETA 0:00:" in epochs[0]
+    assert "ETA 0:00:00" in epochs[1]
+    assert (tiny_recipe.parent / "out" / "model" / "model.json").is_file()
+
+
+def test_train_quiet_logs_no_epochs(tiny_recipe, caplog):
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--threads", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]
