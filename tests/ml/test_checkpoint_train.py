@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from vemkit.errors import ConfigError, CorruptFileError, ModelNotFoundError
-from vemkit.ml.checkpoint import load_model, read_model_info, save_model
+from vemkit.ml.checkpoint import load_model, read_model_info, round_to_float16, save_model
 from vemkit.ml.losses import BCEDiceLoss
 from vemkit.ml.networks import UNetConfig, build_network, freeze_encoder
 from vemkit.ml.sampling import PatchDataset, PatchSampler
@@ -62,6 +62,43 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path, config):
     x = torch.randn(1, 1, *(16,) * config.dims)
     with torch.inference_mode():
         assert torch.equal(model(x), loaded(x))
+
+
+def test_float16_weights_halve_the_file_and_load_as_the_rounded_model(tmp_path):
+    config = UNetConfig(dims=2, depth=3, base_channels=16, norm="batch")
+    model = build_network(config, seed=3)
+    model(torch.randn(2, 1, 16, 16))  # BatchNorm running statistics
+    model.eval()
+    full = save_model(tmp_path / "full", model, config)
+    half = save_model(tmp_path / "half", model, config, weights_dtype="float16")
+    full_size = (full / "model.safetensors").stat().st_size
+    half_size = (half / "model.safetensors").stat().st_size
+    assert half_size < 0.6 * full_size
+    loaded, _, _ = load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    x = torch.randn(1, 1, 16, 16)
+    with torch.inference_mode():
+        original = model(x)
+        stored = loaded(x)
+        assert not torch.equal(original, stored)  # the rounding is real...
+        assert torch.allclose(original, stored, atol=1e-2)  # ...and small
+        round_to_float16(model)  # the in-memory model now computes as the stored one
+        assert torch.equal(model(x), stored)
+    counter = dict(loaded.state_dict())
+    assert any(not v.is_floating_point() for v in counter.values())  # num_batches_tracked
+
+
+def test_float16_weights_refuse_values_beyond_its_range(tmp_path):
+    model = build_network(CONFIG, seed=0)
+    with torch.no_grad():
+        next(model.parameters())[0] = 1e6
+    with pytest.raises(ConfigError, match="float16"):
+        save_model(tmp_path / "m", model, CONFIG, weights_dtype="float16")
+    with pytest.raises(ConfigError, match="float16"):
+        round_to_float16(model)
+    with pytest.raises(ConfigError, match="weights_dtype"):
+        save_model(tmp_path / "m", model, CONFIG, weights_dtype="bfloat16")
+    assert not (tmp_path / "m").exists()
 
 
 def test_checkpoint_errors(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import tifffile
 import torch
 import yaml
+from safetensors.torch import load_file
 from scipy import ndimage
 
 from vemkit.errors import ConfigError
@@ -441,3 +442,21 @@ def test_source_sampling_shares_patches(tiny_data, sampling, expected):
 def test_source_sampling_rejects_unknown_modes(tiny_data):
     with pytest.raises(ConfigError, match="source_sampling"):
         parse_train_config(recipe(tiny_data, source_sampling="uniform"))
+
+
+def test_float16_weights_are_what_the_card_scored(tiny_data, tmp_path):
+    from vemkit.pipelines.train import score_model
+
+    outcome = run_training(
+        parse_train_config(
+            recipe(tiny_data, output=str(tmp_path / "half"), weights_dtype="float16", epochs=1)
+        )
+    )
+    card = load_model(outcome.model)[2]
+    assert card["weights_dtype"] == "float16"
+    stored = load_file(str(outcome.model / "model.safetensors"))
+    assert {v.dtype for v in stored.values() if v.is_floating_point()} == {torch.float16}
+    rescored = score_model(outcome.model)["held_out"]
+    for key, value in card["metrics"]["held_out"].items():
+        if key != "prediction_mvoxel_per_s":
+            assert rescored[key] == pytest.approx(value, abs=1e-6), key

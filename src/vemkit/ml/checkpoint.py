@@ -37,6 +37,7 @@ __all__ = [
     "load_model",
     "load_weights",
     "read_model_info",
+    "round_to_float16",
     "save_model",
 ]
 
@@ -63,6 +64,8 @@ def save_model(
     model: nn.Module,
     config: UNetConfig,
     card: Mapping[str, Any] | None = None,
+    *,
+    weights_dtype: str = "float32",
 ) -> Path:
     """Write ``model``'s weights, the config that builds it and a model card to a folder.
 
@@ -76,12 +79,18 @@ def save_model(
         The config ``model`` was built from.
     card : mapping, optional
         JSON-serialisable model card.
+    weights_dtype : {"float32", "float16"}
+        Precision of the stored floating-point tensors. ``"float16"`` halves the file;
+        :func:`load_weights` casts back to the network's precision, so a loaded model
+        computes with the float16-rounded values (see :func:`round_to_float16`).
 
     Returns
     -------
     pathlib.Path
         The folder.
     """
+    if weights_dtype not in _WEIGHT_DTYPES:
+        raise ConfigError(f"weights_dtype must be 'float32' or 'float16', got {weights_dtype!r}")
     if not isinstance(config, UNetConfig):
         raise ConfigError(f"save_model needs the UNetConfig of the model, got {config!r}")
     card_dict = dict(card or {})
@@ -98,11 +107,15 @@ def save_model(
         )
     except (TypeError, ValueError) as error:
         raise ConfigError(f"model card is not JSON-serialisable: {error}") from None
+    dtype = _WEIGHT_DTYPES[weights_dtype]
+    if dtype == torch.float16:
+        _check_float16_range(model)
+    tensors = {
+        name: (value.to(dtype) if value.is_floating_point() else value).detach().cpu().contiguous()
+        for name, value in model.state_dict().items()
+    }
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {
-        name: value.detach().to("cpu").contiguous() for name, value in model.state_dict().items()
-    }
     _replace_atomically(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
     _replace_atomically(folder / CONFIG_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
     logger.debug("saved model to %s", folder)
@@ -134,6 +147,39 @@ def read_model_info(path: str | os.PathLike[str]) -> tuple[UNetConfig, dict[str,
     config = UNetConfig.from_dict(info.get("network", {}))
     card = info.get("card") or {}
     return config, dict(card)
+
+
+_WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+_FLOAT16_MAX = float(torch.finfo(torch.float16).max)
+
+
+def _check_float16_range(model: nn.Module) -> None:
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and value.numel() and value.abs().max() > _FLOAT16_MAX:
+            raise ConfigError(
+                f"{name} holds values beyond float16's range ({_FLOAT16_MAX:g}); "
+                "store these weights as float32"
+            )
+
+
+@torch.no_grad()
+def round_to_float16(model: nn.Module) -> nn.Module:
+    """Round ``model``'s floating-point weights and buffers to float16 values, in place.
+
+    The model keeps its dtype; it then computes exactly as a model saved with
+    ``weights_dtype="float16"`` and loaded again, so metrics measured on it are the
+    metrics of the stored weights.
+
+    Raises
+    ------
+    ConfigError
+        If a value lies beyond float16's range.
+    """
+    _check_float16_range(model)
+    for value in model.state_dict().values():
+        if value.is_floating_point():
+            value.copy_(value.to(torch.float16))
+    return model
 
 
 def load_weights(

@@ -54,7 +54,7 @@ from vemkit.io.registry import open_layer
 from vemkit.measure.metrics import evaluate
 from vemkit.measure.uncertainty import bootstrap_scores
 from vemkit.ml.augment import Augmenter
-from vemkit.ml.checkpoint import load_weights, read_model_info, save_model
+from vemkit.ml.checkpoint import load_weights, read_model_info, round_to_float16, save_model
 from vemkit.ml.losses import BCEDiceLoss, CrossEntropyLoss, RegressionLoss
 from vemkit.ml.networks import UNetConfig, build_network, count_parameters, freeze_encoder
 from vemkit.ml.normalize import Normalization, fit_normalization
@@ -452,6 +452,11 @@ class TrainConfig(_Settings):
         "usual (set it to the model's voxel size to keep the scale).",
     )
     freeze_encoder: bool = False
+    weights_dtype: Literal["float32", "float16"] = Field(
+        default="float32",
+        description="Precision of the stored weights: float16 halves the file (shipped "
+        "models); the held-out metrics are measured with the rounded weights.",
+    )
     evaluation: EvaluationSettings = EvaluationSettings()
     prediction: PredictionSettings = PredictionSettings()
 
@@ -1762,7 +1767,10 @@ def run_training(
 
     # The best checkpoint is the model; score it on the held-out data like `vemkit predict`.
     load_weights(result.best_checkpoint, network)
+    if config.weights_dtype == "float16":
+        round_to_float16(network)  # score exactly what is stored
     network.eval()
+    card["weights_dtype"] = config.weights_dtype
     spec = ModelSpec.from_card(unet_config, card, name=config.name)
     evaluation = config.evaluation
     calibrate = evaluation.calibrate_thresholds and config.validation
@@ -1826,7 +1834,9 @@ def run_training(
             },
         }
     )
-    model_dir = save_model(folder / MODEL_DIR, network, unet_config, card)
+    model_dir = save_model(
+        folder / MODEL_DIR, network, unet_config, card, weights_dtype=config.weights_dtype
+    )
     (folder / METRICS_FILE).write_text(
         json.dumps(card["metrics"], indent=2, default=str) + "\n", encoding="utf-8"
     )
