@@ -68,8 +68,8 @@ def test_train_logs_one_line_per_epoch_without_a_terminal(tiny_recipe, caplog):
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch ")]
     assert len(epochs) == 2
     assert epochs[0].startswith("epoch 1/2: train loss ")
-    assert "ETA 0:00:" in epochs[0]
-    assert "ETA 0:00:00" in epochs[1]
+    assert "ETA 0:0" in epochs[0]
+    assert epochs[1].endswith("ETA 0:00)")
     assert (tiny_recipe.parent / "out" / "model" / "model.json").is_file()
 
 

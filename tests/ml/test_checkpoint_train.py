@@ -167,6 +167,22 @@ def test_resumed_training_matches_uninterrupted_training(tmp_path):
     assert card["training"]["epoch"] == 3
 
 
+def test_time_budget_stops_between_epochs_and_changes_nothing_else(tmp_path):
+    straight, result = run(tmp_path, "straight", 3)
+    budgeted, budget_result = run(tmp_path, "budgeted", 3, max_seconds=1e9)
+    assert not budget_result.stopped_by_time
+    for a, b in zip(straight.state_dict().values(), budgeted.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    recorder = Recorder()
+    _, spent = run(tmp_path, "spent", 3, max_seconds=1e-9, progress=recorder)
+    assert spent.stopped_by_time
+    assert [r.epoch for r in spent.history] == [1]
+    assert recorder.descriptions[0].startswith("epoch 1/3")
+    assert spent.history[0].train_loss == result.history[0].train_loss
+    with pytest.raises(ConfigError, match="max_seconds"):
+        run(tmp_path, "bad", 3, max_seconds=0)
+
+
 def test_early_stopping_metric_and_progress(tmp_path):
     recorder = Recorder()
     _, result = run(

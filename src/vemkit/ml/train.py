@@ -77,6 +77,8 @@ class TrainResult:
         Model folders, loadable with :func:`vemkit.ml.checkpoint.load_model`.
     stopped_early : bool
         Whether early stopping ended the run.
+    stopped_by_time : bool
+        Whether the ``max_seconds`` budget ended the run before ``epochs``.
     """
 
     history: tuple[EpochRecord, ...]
@@ -86,6 +88,7 @@ class TrainResult:
     best_checkpoint: Path
     last_checkpoint: Path
     stopped_early: bool
+    stopped_by_time: bool = False
 
 
 def _unpack(
@@ -184,12 +187,6 @@ def _evaluate(
     return loss_sum / count, (metric_sum / count if metric_fn is not None else None)
 
 
-def _clock(seconds: float) -> str:
-    """``seconds`` as h:mm:ss."""
-    minutes, secs = divmod(round(seconds), 60)
-    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}"
-
-
 def train(
     model: nn.Module,
     train_loader: Iterable[Any],
@@ -210,6 +207,7 @@ def train(
     resume_from: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     seed: int = 0,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train ``model`` for ``epochs`` epochs, validating and checkpointing after each.
 
@@ -263,6 +261,9 @@ def train(
         epoch, the last losses and the estimated time left.
     seed : int
         Seed of the random state of each epoch (dropout, shuffling, patch sampling).
+    max_seconds : float, optional
+        Wall-clock budget: no new epoch starts once this many seconds have passed since
+        the call began (the current epoch finishes and is checkpointed).
 
     Returns
     -------
@@ -275,6 +276,8 @@ def train(
     """
     if epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {epochs}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ConfigError(f"max_seconds must be positive, got {max_seconds}")
     if early_stopping_patience is not None and early_stopping_patience < 1:
         raise ConfigError(
             f"early_stopping_patience must be at least 1, got {early_stopping_patience}"
@@ -333,11 +336,10 @@ def train(
             shutil.copytree(resume_dir, last_dir, dirs_exist_ok=True)
         logger.info("resuming training at epoch %d from %s", start_epoch, resume_dir)
 
-    stopped_early = False
+    stopped_early = stopped_by_time = False
     n_batches = _loader_length(train_loader)
     devices = [device.index or 0] if device.type == "cuda" else []
     run_start = time.perf_counter()
-    run_seconds: list[float] = []  # epochs of this run (not of a resumed one)
     with torch.random.fork_rng(devices=devices):
         for epoch in range(start_epoch, epochs + 1):
             epoch_start = time.perf_counter()
@@ -449,8 +451,7 @@ def train(
             )
             if improved:
                 save_model(best_dir, model, config, epoch_card)
-            run_seconds.append(record.seconds)
-            eta = (epochs - epoch) * sum(run_seconds) / len(run_seconds)
+            per_epoch = (time.perf_counter() - run_start) / (epoch - start_epoch + 1)
             logger.info(
                 "epoch %d/%d: train loss %.4g, val loss %s, val metric %s (%.1f s, ETA %s)",
                 epoch,
@@ -459,7 +460,7 @@ def train(
                 "-" if val_loss is None else f"{val_loss:.4g}",
                 "-" if val_metric is None else f"{val_metric:.4g}",
                 record.seconds,
-                _clock(eta),
+                _format_seconds(per_epoch * (epochs - epoch)),
             )
             if early_stopping_patience is not None and bad_epochs >= early_stopping_patience:
                 logger.info(
@@ -470,6 +471,16 @@ def train(
                 )
                 stopped_early = True
                 break
+            spent = time.perf_counter() - run_start
+            if max_seconds is not None and epoch < epochs and spent > max_seconds:
+                logger.warning(
+                    "stopping after epoch %d: the %.0f s training budget is spent (%.0f s)",
+                    epoch,
+                    max_seconds,
+                    spent,
+                )
+                stopped_by_time = True
+                break
 
     return TrainResult(
         history=tuple(history),
@@ -479,4 +490,5 @@ def train(
         best_checkpoint=best_dir,
         last_checkpoint=last_dir,
         stopped_early=stopped_early,
+        stopped_by_time=stopped_by_time,
     )

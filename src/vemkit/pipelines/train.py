@@ -1723,46 +1723,26 @@ def run_training(
     loss_fn = _loss(config.target)
     metric_fn = _metric(config.target) if val_loader is not None else None
 
-    def run_until(epoch: int, resume: bool) -> TrainResult:
-        return train(
-            network,
-            train_loader,
-            val_loader,
-            loss_fn,
-            optimizer,
-            epochs=epoch,
-            checkpoint_dir=folder / CHECKPOINT_DIR,
-            device=config.device,
-            config=unet_config,
-            card=card,
-            metric_fn=metric_fn,
-            early_stopping_patience=config.early_stopping_patience,
-            scheduler=scheduler,
-            grad_clip_norm=config.optimizer.grad_clip_norm,
-            resume_from=folder / CHECKPOINT_DIR if resume else None,
-            progress=progress,
-            seed=config.seed,
-        )
-
-    stopped_by_time = False
-    if config.max_train_minutes is None:
-        result = run_until(config.epochs, resume=False)
-    else:
-        # One epoch per call, resuming from the last checkpoint (exactly like an
-        # uninterrupted run), so the wall-clock budget is checked between epochs.
-        epoch = 1
-        result = run_until(epoch, resume=False)
-        while epoch < config.epochs and not result.stopped_early:
-            if time.perf_counter() - train_start > 60.0 * config.max_train_minutes:
-                stopped_by_time = True
-                log.warning(
-                    "stopping after epoch %d: the %g min training budget is spent",
-                    epoch,
-                    config.max_train_minutes,
-                )
-                break
-            epoch += 1
-            result = run_until(epoch, resume=True)
+    result = train(
+        network,
+        train_loader,
+        val_loader,
+        loss_fn,
+        optimizer,
+        epochs=config.epochs,
+        checkpoint_dir=folder / CHECKPOINT_DIR,
+        device=config.device,
+        config=unet_config,
+        card=card,
+        metric_fn=metric_fn,
+        early_stopping_patience=config.early_stopping_patience,
+        scheduler=scheduler,
+        grad_clip_norm=config.optimizer.grad_clip_norm,
+        progress=progress,
+        seed=config.seed,
+        max_seconds=None if config.max_train_minutes is None else 60.0 * config.max_train_minutes,
+    )
+    stopped_by_time = result.stopped_by_time
     train_seconds = time.perf_counter() - train_start
 
     # The best checkpoint is the model; score it on the held-out data like `vemkit predict`.
