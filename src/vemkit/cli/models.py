@@ -73,7 +73,8 @@ def models_show_command(
             f"; 2.5D input: {card['context_sections']} neighbouring section(s) on each side"
             if card.get("context_sections")
             else ""
-        ),
+        )
+        + ("; weights stored as float16" if card.get("weights_dtype") == "float16" else ""),
     ]
     for entry in card.get("training_data") or []:
         lines.append(f"  trained on: {json.dumps(entry)}")
