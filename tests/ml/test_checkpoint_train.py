@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -99,6 +100,15 @@ def test_float16_weights_refuse_values_beyond_its_range(tmp_path):
     with pytest.raises(ConfigError, match="weights_dtype"):
         save_model(tmp_path / "m", model, CONFIG, weights_dtype="bfloat16")
     assert not (tmp_path / "m").exists()
+
+
+def test_saved_weights_are_readable_like_any_new_file(tmp_path):
+    folder = save_model(tmp_path / "m", build_network(CONFIG, seed=0), CONFIG)
+    previous = os.umask(0o022)
+    os.umask(previous)
+    expected = 0o666 & ~previous
+    for name in ("model.safetensors", "model.json"):
+        assert (folder / name).stat().st_mode & 0o777 == expected, name
 
 
 def test_checkpoint_errors(tmp_path):

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 from vemkit.errors import ConfigError, CorruptFileError, ModelNotFoundError
@@ -116,7 +116,9 @@ def save_model(
     }
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
-    _replace_atomically(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
+    # Bytes through Python's open(), not save_file: its file is private (0600), and a
+    # facility's colleagues must be able to read a shared model.
+    _replace_atomically(folder / WEIGHTS_FILE, lambda p: p.write_bytes(save(tensors)))
     _replace_atomically(folder / CONFIG_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
     logger.debug("saved model to %s", folder)
     return folder
