@@ -281,6 +281,10 @@ def test_rescoring_reproduces_the_card(trained):
     flipped = score_model(trained.model, tta=True)
     assert flipped["tta"] is True
     assert set(flipped["held_out"]) == set(result["held_out"])
+    human = CliRunner().invoke(app, ["models", "score", str(trained.model)])
+    assert human.exit_code == 0, human.output
+    assert "95% CI (16-block bootstrap)" in human.output
+    assert "Dice (= pixel F1)" in human.output
     cli = CliRunner().invoke(app, ["models", "score", str(trained.model), "--json"])
     assert cli.exit_code == 0, cli.output
     assert json.loads(cli.stdout)["held_out"]["foreground_iou"] == pytest.approx(

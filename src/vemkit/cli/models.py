@@ -160,6 +160,7 @@ def _interval_line(source: dict[str, Any]) -> None:
         f"{key} {entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
         for key, entry in (
             ("IoU", intervals.get("iou")),
+            ("Dice (= pixel F1)", intervals.get("dice")),
             *((f"F1@{t}", e) for t, e in (intervals.get("f1_at") or {}).items()),
         )
         if entry and entry.get("low") is not None
