@@ -130,6 +130,13 @@ def _format_seconds(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def _eta(run_start: float, *, done: int, left: int) -> str:
+    """Time left for ``left`` epochs at the mean pace of the ``done`` epochs since ``run_start``."""
+    if not done:
+        return "?"
+    return _format_seconds((time.perf_counter() - run_start) / done * left)
+
+
 def _loader_length(loader: Iterable[Any]) -> int:
     try:
         return len(loader)  # type: ignore[arg-type]
@@ -345,12 +352,7 @@ def train(
             epoch_start = time.perf_counter()
             torch.manual_seed(_epoch_seed(seed, epoch))
             _set_epoch(train_loader, epoch)
-            done = epoch - start_epoch
-            eta = (
-                _format_seconds((time.perf_counter() - run_start) / done * (epochs - epoch + 1))
-                if done
-                else "?"
-            )
+            eta = _eta(run_start, done=epoch - start_epoch, left=epochs - epoch + 1)
             last = history[-1] if history else None
             description = f"epoch {epoch}/{epochs}"
             if last is not None:
@@ -451,7 +453,6 @@ def train(
             )
             if improved:
                 save_model(best_dir, model, config, epoch_card)
-            per_epoch = (time.perf_counter() - run_start) / (epoch - start_epoch + 1)
             logger.info(
                 "epoch %d/%d: train loss %.4g, val loss %s, val metric %s (%.1f s, ETA %s)",
                 epoch,
@@ -460,7 +461,7 @@ def train(
                 "-" if val_loss is None else f"{val_loss:.4g}",
                 "-" if val_metric is None else f"{val_metric:.4g}",
                 record.seconds,
-                _format_seconds(per_epoch * (epochs - epoch)),
+                _eta(run_start, done=epoch - start_epoch + 1, left=epochs - epoch),
             )
             if early_stopping_patience is not None and bad_epochs >= early_stopping_patience:
                 logger.info(

@@ -998,12 +998,13 @@ def _patch_datasets(
                 seed=sparse.seed + index,
             )
         valids.append(valid)
-    sizes = [
-        int(np.count_nonzero(v)) if v is not None else int(s.labels.size)
-        for v, s in zip(valids, sources, strict=True)
-    ]
     if config.source_sampling == "equal":
-        sizes = [1] * len(sizes)
+        sizes = [1] * len(sources)
+    else:  # in proportion to the labelled voxels
+        sizes = [
+            int(np.count_nonzero(v)) if v is not None else int(s.labels.size)
+            for v, s in zip(valids, sources, strict=True)
+        ]
     counts = _split_samples(total, sizes)
     for index, (loaded, valid, count) in enumerate(zip(sources, valids, counts, strict=True)):
         spacing = loaded.voxel_size.as_tuple()
