@@ -1172,7 +1172,6 @@ def _score_source(
     seconds = time.perf_counter() - start
     size = loaded.voxel_size
     labels = loaded.labels
-    ignore = loaded.source.ignore_value
     result: dict[str, Any] = {
         "data": loaded.source.describe(),
         "shape": list(labels.shape),
@@ -1180,39 +1179,83 @@ def _score_source(
         "prediction_seconds": round(seconds, 2),
         "prediction_mvoxel_per_s": round(labels.size / max(seconds, 1e-9) / 1e6, 3),
     }
+    outputs = segment_outputs(
+        config, maps, loaded, spec=spec, evaluation=evaluation, instance_labels=instance_labels
+    )
+    result.update(score_outputs(config, outputs, spec=spec, voxel_size=size, evaluation=evaluation))
+    return result
+
+
+@dataclass(frozen=True)
+class SegmentedRegion:
+    """A held-out region's predictions turned into what is scored, with its truth.
+
+    ``predicted`` / ``truth`` are class maps (multi-class targets; unknown truth is
+    ``ignore_label``) or foreground masks (1; ``ignore_label`` 2 marks unannotated truth).
+    ``objects`` / ``truth_objects`` are predicted and true instances where objects are
+    scored (``objects_ignore`` marks unannotated truth).
+    """
+
+    predicted: NDArray[Any]
+    truth: NDArray[Any]
+    ignore_label: int | None
+    objects: NDArray[Any] | None = None
+    truth_objects: NDArray[Any] | None = None
+    objects_ignore: int | None = None
+    instance_ground_truth: str | None = None
+
+
+def _scores_objects(target: TargetSettings, evaluation: EvaluationSettings) -> bool:
+    return evaluation.instances != "none" and target.type in ("binary", "foreground_boundary")
+
+
+def segment_outputs(
+    config: TrainConfig,
+    maps: NDArray[np.float32],
+    loaded: LoadedSource,
+    *,
+    spec: ModelSpec,
+    evaluation: EvaluationSettings,
+    instance_labels: str | None = None,
+) -> SegmentedRegion:
+    """Threshold (and segment into objects) a region's predicted maps as the card does.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The recipe (target type and classes).
+    maps : (C, Z, Y, X) ndarray
+        Predictions for the labelled sections of ``loaded``.
+    loaded : LoadedSource
+        The region, at its own voxel size.
+    spec : ModelSpec
+        The model's channels.
+    evaluation : EvaluationSettings
+        Thresholds and the instance method.
+    instance_labels : str, optional
+        Label file with the true instances (default: the region's labels).
+
+    Returns
+    -------
+    SegmentedRegion
+    """
+    labels = loaded.labels
+    ignore = loaded.source.ignore_value
     target = config.target
     if target.type == "multiclass":
         lookup = dict(target.classes or {})
         truth = np.full(labels.shape, -1, dtype=np.int64)
         for value, index in lookup.items():
             truth[labels == value] = index
-        predicted = maps.argmax(0).astype(np.int64)
         unknown = truth < 0
         if ignore is not None:
             unknown |= labels == ignore
         truth[unknown] = len(spec.channels)
-        scores = evaluate(
-            predicted,
-            truth,
-            voxel_size=size,
-            instance=False,
-            classes=tuple(range(len(spec.channels))),
+        return SegmentedRegion(
+            predicted=maps.argmax(0).astype(np.int64),
+            truth=truth,
             ignore_label=len(spec.channels),
-            thresholds=evaluation.iou_thresholds,
         )
-        per_class = {}
-        for index, name in enumerate(spec.channels):
-            entry = scores["per_class"].get(str(index)) or scores["per_class"].get(index) or {}
-            per_class[name] = {
-                k: entry.get(k) for k in ("f1", "iou", "precision", "recall", "support")
-            }
-        result.update(
-            macro_f1=scores["dice"],
-            weighted_f1=scores["weighted_f1"],
-            per_class=per_class,
-            class_mapping={str(k): spec.channels[v] for k, v in lookup.items()},
-        )
-        return result
     if target.type == "signed_distance":
         predicted_fg = (maps[0] > 0).astype(np.uint8)
     elif target.type == "boundary":
@@ -1224,35 +1267,97 @@ def _score_source(
     if ignore is not None:
         truth_fg[labels == ignore] = 2
         ignore_label = 2
+    if not _scores_objects(target, evaluation):
+        return SegmentedRegion(predicted=predicted_fg, truth=truth_fg, ignore_label=ignore_label)
+    if instance_labels is not None:
+        gt_source = loaded.source.model_copy(update={"labels": instance_labels})
+        truth_objects = load_source(gt_source, native=True).labels
+    else:
+        truth_objects = labels
+    objects = segment_instances(
+        maps,
+        spec=spec,
+        voxel_size=loaded.voxel_size,
+        method=evaluation.instances,
+        foreground_threshold=evaluation.foreground_threshold,
+        boundary_threshold=evaluation.boundary_threshold,
+        min_size_nm3=evaluation.min_size_nm3,
+    )
+    return SegmentedRegion(
+        predicted=predicted_fg,
+        truth=truth_fg,
+        ignore_label=ignore_label,
+        objects=objects,
+        truth_objects=truth_objects,
+        objects_ignore=ignore,
+        instance_ground_truth=instance_labels or loaded.source.labels,
+    )
+
+
+def score_outputs(
+    config: TrainConfig,
+    region: SegmentedRegion,
+    *,
+    spec: ModelSpec,
+    voxel_size: VoxelSize,
+    evaluation: EvaluationSettings,
+    blocks: Sequence[int] | None = None,
+) -> dict[str, Any]:
+    """Compute the card's metrics of one segmented region (see :func:`segment_outputs`).
+
+    ``blocks`` sets the block-bootstrap grid of the confidence intervals (default:
+    :func:`vemkit.measure.uncertainty.default_blocks`).
+    """
+    target = config.target
+    if target.type == "multiclass":
+        lookup = dict(target.classes or {})
+        scores = evaluate(
+            region.predicted,
+            region.truth,
+            voxel_size=voxel_size,
+            instance=False,
+            classes=tuple(range(len(spec.channels))),
+            ignore_label=region.ignore_label,
+            thresholds=evaluation.iou_thresholds,
+        )
+        per_class = {}
+        for index, name in enumerate(spec.channels):
+            entry = scores["per_class"].get(str(index)) or scores["per_class"].get(index) or {}
+            per_class[name] = {
+                k: entry.get(k) for k in ("f1", "iou", "precision", "recall", "support")
+            }
+        return {
+            "macro_f1": scores["dice"],
+            "weighted_f1": scores["weighted_f1"],
+            "per_class": per_class,
+            "class_mapping": {str(k): spec.channels[v] for k, v in lookup.items()},
+        }
+    predicted_fg, truth_fg, ignore_label = region.predicted, region.truth, region.ignore_label
+    spacing = voxel_size.as_tuple()
     semantic = evaluate(
         predicted_fg,
         truth_fg,
-        voxel_size=size,
+        voxel_size=voxel_size,
         instance=False,
         classes=(1,),
         ignore_label=ignore_label,
         thresholds=evaluation.iou_thresholds,
     )
     key = "boundary" if target.type == "boundary" else "foreground"
-    result.update(
-        {
-            f"{key}_iou": semantic["iou"],
-            f"{key}_dice": semantic["dice"],
-            f"{key}_precision": semantic["precision"],
-            f"{key}_recall": semantic["recall"],
-            f"{key}_f1": semantic["dice"],
-        }
-    )
-    with_objects = evaluation.instances != "none" and target.type in (
-        "binary",
-        "foreground_boundary",
-    )
-    if not with_objects:
+    result: dict[str, Any] = {
+        f"{key}_iou": semantic["iou"],
+        f"{key}_dice": semantic["dice"],
+        f"{key}_precision": semantic["precision"],
+        f"{key}_recall": semantic["recall"],
+        f"{key}_f1": semantic["dice"],
+    }
+    if region.objects is None:
         result["confidence_intervals"] = bootstrap_scores(
             predicted_fg,
             truth_fg,
             instance=False,
-            spacing=size.as_tuple(),
+            blocks=blocks,
+            spacing=spacing,
             ignore_label=ignore_label,
         )
     radius = evaluation.boundary_dilation_px
@@ -1269,32 +1374,18 @@ def _score_source(
                 f"{key}_f1_tolerant": f1,
             }
         )
-    if with_objects:
-        if instance_labels is not None:
-            gt_source = loaded.source.model_copy(update={"labels": instance_labels})
-            truth = load_source(gt_source, native=True).labels
-        else:
-            truth = labels
-        objects = segment_instances(
-            maps,
-            spec=spec,
-            voxel_size=size,
-            method=evaluation.instances,
-            foreground_threshold=evaluation.foreground_threshold,
-            boundary_threshold=evaluation.boundary_threshold,
-            min_size_nm3=evaluation.min_size_nm3,
-        )
+    if region.objects is not None and region.truth_objects is not None:
         instance_scores = evaluate(
-            objects,
-            truth,
-            voxel_size=size,
+            region.objects,
+            region.truth_objects,
+            voxel_size=voxel_size,
             instance=True,
             thresholds=evaluation.iou_thresholds,
-            ignore_label=ignore,
+            ignore_label=region.objects_ignore,
         )
         result.update(
             instance_method=evaluation.instances,
-            instance_ground_truth=instance_labels or loaded.source.labels,
+            instance_ground_truth=region.instance_ground_truth,
             n_pred=instance_scores["n_pred"],
             n_gt=instance_scores["n_gt"],
             object_f1_at=dict(instance_scores["f1_at"]),
@@ -1307,11 +1398,12 @@ def _score_source(
             },
             # how far the numbers of this one region may be from those of the next one
             confidence_intervals=bootstrap_scores(
-                objects,
-                truth,
+                region.objects,
+                region.truth_objects,
                 thresholds=evaluation.iou_thresholds,
-                spacing=size.as_tuple(),
-                ignore_label=ignore,
+                blocks=blocks,
+                spacing=spacing,
+                ignore_label=region.objects_ignore,
             ),
         )
     return result
