@@ -10,6 +10,7 @@ import typer
 import vemkit
 from vemkit.cli import (
     convert,
+    crossval,
     datasets,
     demo,
     evaluate,
@@ -66,6 +67,7 @@ app.command("measure")(measure.measure_command)
 app.command("mesh")(mesh.mesh_command)
 app.command("stats")(stats.stats_command)
 app.command("train")(train.train_command)
+app.command("crossval")(crossval.crossval_command)
 app.command("predict")(predict.predict_command)
 app.add_typer(segment.segment_app, name="segment")
 app.add_typer(models.models_app, name="models")

@@ -1,0 +1,122 @@
+"""``vemkit crossval RECIPE --folds K``: k-fold cross-validation of a recipe along z."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vemkit.cli.common import OverwriteOption, QuietOption, cli_progress, handle_errors
+from vemkit.errors import ConfigError
+
+
+def _score(entry: dict[str, Any] | None) -> str:
+    if not entry or entry.get("low") is None:
+        return "-"
+    return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
+
+
+def _cell(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+@handle_errors
+def crossval_command(
+    config: Annotated[
+        str, typer.Argument(help="Training recipe (YAML), e.g. recipes/mito-em.yaml.")
+    ],
+    folds: Annotated[int, typer.Option("--folds", "-k", help="Number of folds along z.")] = 4,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output", "-o", help="Output folder (default: the recipe's output + '-crossval')."
+        ),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or cuda:N (overrides 'device:').")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")
+    ] = None,
+    overwrite: OverwriteOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Cross-validate a recipe: train K models, each tested on sections it never saw.
+
+    The recipe's train, validation and test sources must be z ranges of one labelled
+    volume. Every section is predicted once, by the fold that left it out, and all are
+    scored together (OUTPUT/crossval.json). Rerun the same command to resume.
+    """
+    from vemkit.pipelines.crossval import CROSSVAL_FILE, run_crossval
+    from vemkit.pipelines.train import load_train_config
+
+    recipe, _ = load_train_config(config)
+    if not quiet and not sys.stderr.isatty():
+        for name in ("vemkit.ml.train", "vemkit.pipelines.train", "vemkit.pipelines.crossval"):
+            if not logging.getLogger(name).isEnabledFor(logging.INFO):
+                logging.getLogger(name).setLevel(logging.INFO)
+    if device is not None:
+        recipe = recipe.model_copy(update={"device": device})
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {threads}")
+        import torch
+
+        torch.set_num_threads(threads)
+    folder = output or f"{recipe.output_folder()}-crossval"
+    command = shlex.join(
+        ["vemkit", "crossval", config, "--folds", str(folds)]
+        + (["--output", output] if output else [])
+        + (["--device", device] if device else [])
+        + (["--threads", str(threads)] if threads else [])
+    )
+    result = run_crossval(
+        recipe,
+        folds=folds,
+        output=folder,
+        recipe_path=config,
+        command=command,
+        overwrite=overwrite,
+        progress=cli_progress(quiet=quiet),
+    )
+    report = result.report
+    first, stop = report["sections"]
+    typer.echo(
+        f"{report['folds']}-fold cross-validation of {recipe.name} over sections "
+        f"{first}-{stop - 1} in {result.seconds / 60:.1f} min"
+    )
+    key = next(
+        (k for k in ("foreground_iou", "boundary_iou", "weighted_f1") if k in report["pooled"]),
+        None,
+    )
+    header = f"  {'fold':>4}  {'test':>7}  {'best epoch':>10}  {key or '':>15}"
+    has_objects = "object_f1_at" in report["pooled"]
+    if has_objects:
+        header += f"  {'F1@0.5':>7}  {'objects':>7}"
+    typer.echo(header)
+    for fold in report["per_fold"]:
+        scores = fold["scores"]
+        a, b = fold["test"]
+        line = f"  {fold['fold']:>4}  {f'{a}-{b - 1}':>7}  {_cell(fold['best_epoch']):>10}"
+        line += f"  {_cell(scores.get(key)):>15}"
+        if has_objects:
+            line += f"  {_cell((scores.get('object_f1_at') or {}).get('0.5')):>7}"
+            line += f"  {scores.get('n_gt', '-'):>7}"
+        typer.echo(line)
+    pooled = report["pooled"]
+    intervals = pooled.get("confidence_intervals") or {}
+    if key:
+        typer.echo(f"  pooled {key}: {_cell(pooled.get(key))}")
+    for name, entry in (
+        ("IoU", intervals.get("iou")),
+        *((f"object F1@{t}", e) for t, e in (intervals.get("f1_at") or {}).items()),
+    ):
+        if entry:
+            typer.echo(f"  pooled {name} (95% CI, {intervals['n_blocks']} blocks): {_score(entry)}")
+    if has_objects:
+        typer.echo(f"  objects: {pooled['n_pred']} predicted, {pooled['n_gt']} true")
+    typer.echo(f"report: {Path(folder) / CROSSVAL_FILE}")

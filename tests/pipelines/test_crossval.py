@@ -1,0 +1,322 @@
+"""`vemkit crossval`: fold plans, pooled scoring and a tiny end-to-end run with resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from vemkit.cli.main import app
+from vemkit.errors import ConfigError
+from vemkit.geometry import VoxelSize
+from vemkit.measure.metrics import evaluate
+from vemkit.pipelines.crossval import CROSSVAL_FILE, plan_folds, pool_regions, run_crossval
+from vemkit.pipelines.train import SegmentedRegion, parse_train_config
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+# --- fold plans ------------------------------------------------------------------------------
+def test_folds_cover_every_section_once():
+    plan = plan_folds((2, 17), 4, validation_sections=2)
+    tested = [z for fold in plan for z in range(*fold.test)]
+    assert tested == list(range(2, 17))
+    assert [fold.test for fold in plan] == [(2, 6), (6, 10), (10, 14), (14, 17)]
+    for fold in plan:
+        used = [
+            z for ranges in (fold.validation, fold.train) for a, b in ranges for z in range(a, b)
+        ]
+        # train + validation + test = the span, without overlap
+        assert sorted(used + list(range(*fold.test))) == list(range(2, 17))
+
+
+def test_validation_sits_before_the_test_block_or_after_it_at_the_start():
+    plan = plan_folds((0, 10), 5, validation_sections=3)
+    assert plan[0].test == (0, 2)
+    assert plan[0].validation == ((2, 5),)  # nothing before: after the block
+    assert plan[1].test == (2, 4)
+    assert plan[1].validation == ((0, 2), (4, 5))  # 2 before, the third after
+    assert plan[3].validation == ((3, 6),)
+    assert plan[3].train == ((0, 3), (8, 10))
+
+
+def test_no_validation_sections():
+    plan = plan_folds((0, 6), 3, validation_sections=0)
+    assert all(fold.validation == () for fold in plan)
+    assert plan[1].train == ((0, 2), (4, 6))
+
+
+@pytest.mark.parametrize(
+    ("folds", "validation", "words"),
+    [
+        (1, 1, "at least 2 folds"),
+        (9, 1, "at least 9 labelled sections"),
+        (2, 2, "no section is left to train on"),
+        (2, -1, "validation_sections"),
+    ],
+)
+def test_bad_fold_plans_are_refused(folds, validation, words):
+    with pytest.raises(ConfigError, match=words):
+        plan_folds((0, 4), folds, validation_sections=validation)
+
+
+# --- pooling ---------------------------------------------------------------------------------
+def _region(objects, truth_objects, ignore=None):
+    objects = np.asarray(objects, np.uint32)
+    truth_objects = np.asarray(truth_objects, np.uint32)
+    known = truth_objects != ignore if ignore is not None else np.ones(objects.shape, bool)
+    truth = ((truth_objects > 0) & known).astype(np.uint8)
+    if ignore is not None:
+        truth[~known] = 2
+    return SegmentedRegion(
+        predicted=(objects > 0).astype(np.uint8),
+        truth=truth,
+        ignore_label=2 if ignore is not None else None,
+        objects=objects,
+        truth_objects=truth_objects,
+        objects_ignore=ignore,
+    )
+
+
+def test_pooled_objects_stay_apart_and_pooled_f1_sums_the_matches():
+    # two one-section regions, both with objects numbered 1 and 2
+    a = np.zeros((1, 8, 8), np.uint32)
+    a[0, :3, :3] = 1
+    a[0, 5:, 5:] = 2
+    truth_a = a.copy()
+    b = np.zeros((1, 8, 8), np.uint32)
+    b[0, :3, 5:] = 1  # a false positive
+    truth_b = np.zeros((1, 8, 8), np.uint32)
+    truth_b[0, 5:, :3] = 1  # a miss
+    truth_b[0, 4, 4] = 9  # unannotated
+    regions = [_region(a, truth_a, ignore=9), _region(b, truth_b, ignore=9)]
+    pooled = pool_regions(regions)
+    assert pooled.objects.shape == (2, 8, 8)
+    assert len(np.unique(pooled.objects)) == 4  # 0 + three distinct objects
+    assert pooled.objects_ignore == 4  # three true objects, then the ignore value
+    assert np.count_nonzero(pooled.truth_objects == pooled.objects_ignore) == 1
+    size = VoxelSize.coerce((50.0, 10.0, 10.0))
+    pooled_scores = evaluate(
+        pooled.objects,
+        pooled.truth_objects,
+        voxel_size=size,
+        instance=True,
+        thresholds=(0.5,),
+        ignore_label=pooled.objects_ignore,
+    )
+    tp = n = 0
+    for region in regions:
+        scores = evaluate(
+            region.objects,
+            region.truth_objects,
+            voxel_size=size,
+            instance=True,
+            thresholds=(0.5,),
+            ignore_label=region.objects_ignore,
+        )
+        tp += scores["instances"][0]["tp"]
+        n += scores["n_pred"] + scores["n_gt"]
+    assert tp == 2
+    assert pooled_scores["f1_at"]["0.5"] == pytest.approx(2 * tp / n)
+
+
+def test_pooling_without_objects_stacks_the_masks():
+    region = SegmentedRegion(
+        predicted=np.ones((2, 4, 4), np.uint8),
+        truth=np.zeros((2, 4, 4), np.uint8),
+        ignore_label=None,
+    )
+    pooled = pool_regions([region, region, region])
+    assert pooled.predicted.shape == (6, 4, 4)
+    assert pooled.objects is None
+
+
+# --- recipes ---------------------------------------------------------------------------------
+def tube_volume(shape=(8, 48, 48), seed=1):
+    """Dark tubes running along z (objects crossing fold borders) on a noisy background."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros(shape, np.uint16)
+    yy, xx = np.indices(shape[1:])
+    for index in range(1, 7):
+        cy, cx = rng.integers(8, 40, size=2)
+        first, last = sorted(rng.integers(0, shape[0] + 1, size=2))
+        radius = rng.uniform(3.5, 6.0)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
+        for z in range(first, max(last, first + 2)):
+            if z < shape[0]:
+                labels[z][disc & (labels[z] == 0)] = index
+    image = 170.0 - 90.0 * (labels > 0) + rng.normal(0, 10, shape)
+    return np.clip(image, 0, 255).astype(np.uint8), labels
+
+
+@pytest.fixture(scope="module")
+def tubes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tubes")
+    image, labels = tube_volume()
+    tifffile.imwrite(folder / "raw.tif", image)
+    tifffile.imwrite(folder / "labels.tif", labels)
+    return folder
+
+
+def tube_recipe(folder, **changes):
+    source = {
+        "image": str(folder / "raw.tif"),
+        "labels": str(folder / "labels.tif"),
+        "voxel_size": [50, 10, 10],
+    }
+    data = {
+        "name": "tiny-tubes",
+        "task": "tubes",
+        "train": [{**source, "z_range": [0, 5]}],
+        "validation": [{**source, "z_range": [5, 6]}],
+        "test": [{**source, "z_range": [6, 8]}],
+        "target": {"type": "foreground_boundary", "boundary_width_nm": 20},
+        "network": {"dims": 2, "depth": 2, "base_channels": 4, "norm": "batch"},
+        "patch_shape": [32, 32],
+        "batch_size": 4,
+        "epochs": 2,
+        "samples_per_epoch": 8,
+        "validation_samples": 4,
+        "prediction": {"tile": 64},
+        "evaluation": {"calibrate_thresholds": True, "min_size_nm3": 1000},
+        "optimizer": {"learning_rate": 0.01},
+    }
+    data.update(changes)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"test": []}, "test data"),
+        ({"validation": [{"image": "other.tif", "labels": "l.tif", "z_range": [5, 6]}]}, "same"),
+        ({"test": [{"image": "X", "labels": "Y"}]}, "z_range"),
+        ("gap", "in no split"),
+        ("overlap", "overlap"),
+    ],
+)
+def test_recipes_that_cannot_be_folded(tubes, tmp_path, change, words):
+    data = tube_recipe(tubes)
+    if change == "gap":
+        data["test"][0]["z_range"] = [7, 8]
+    elif change == "overlap":
+        data["test"][0]["z_range"] = [4, 8]
+    else:
+        for key, value in change.items():
+            data[key] = [{**data["train"][0], **s} if "image" not in s else s for s in value]
+            if key == "test" and value and "z_range" not in value[0]:
+                data[key] = [{k: v for k, v in data["train"][0].items() if k != "z_range"}]
+    with pytest.raises(ConfigError, match=words):
+        run_crossval(parse_train_config(data), folds=2, output=tmp_path / "cv")
+    assert not (tmp_path / "cv" / CROSSVAL_FILE).exists()
+
+
+@pytest.fixture(scope="module")
+def crossval(tubes, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("cv") / "tubes-crossval"
+    config = parse_train_config(tube_recipe(tubes))
+    return config, run_crossval(config, folds=3, output=out, command="vemkit crossval tubes.yaml")
+
+
+def test_every_section_is_predicted_by_a_model_that_never_saw_it(crossval):
+    _, result = crossval
+    report = result.report
+    assert report["folds"] == 3
+    assert report["sections"] == [0, 8]
+    assert [f["test"] for f in report["per_fold"]] == [[0, 3], [3, 6], [6, 8]]
+    for fold in report["per_fold"]:
+        model_json = result.output / f"fold-{fold['fold']}" / "model" / "model.json"
+        card = json.loads(model_json.read_text())["card"]
+        trained = {z for entry in card["training_data"] for z in range(*entry["z_range"])}
+        validated = {z for entry in card["validation_data"] for z in range(*entry["z_range"])}
+        assert not trained & set(range(*fold["test"]))
+        assert not validated & set(range(*fold["test"]))
+        assert len(validated) == 1  # as many validation sections as the recipe
+        assert fold["thresholds"]["foreground"] == card["instances"]["foreground_threshold"]
+        assert not fold["reused"]
+    assert json.loads((result.output / CROSSVAL_FILE).read_text())["pooled"] == report["pooled"]
+
+
+def test_pooled_scores_are_the_folds_together(crossval):
+    _, result = crossval
+    pooled, folds = result.report["pooled"], result.report["per_fold"]
+    assert pooled["n_gt"] == sum(f["scores"]["n_gt"] for f in folds)
+    assert pooled["n_pred"] == sum(f["scores"]["n_pred"] for f in folds)
+    matches = sum(
+        (f["scores"]["object_f1_at"]["0.5"] or 0.0)
+        * (f["scores"]["n_pred"] + f["scores"]["n_gt"])
+        / 2
+        for f in folds
+    )
+    assert round(matches) == pytest.approx(matches, abs=1e-3)
+    denominator = pooled["n_pred"] + pooled["n_gt"]
+    assert pooled["object_f1_at"]["0.5"] == pytest.approx(2 * round(matches) / denominator)
+    assert 0.0 <= pooled["foreground_iou"] <= 1.0
+    assert pooled["confidence_intervals"]["n_blocks"] >= 3  # the folds are bootstrap blocks
+    assert "instance_thresholds" not in pooled
+    assert set(result.report["spread"]) >= {"foreground_iou", "object_f1@0.5"}
+
+
+def test_a_rerun_reuses_finished_folds_and_a_changed_recipe_is_refused(crossval, tubes):
+    config, first = crossval
+    fold_model = first.output / "fold-1" / "model" / "model.safetensors"
+    stamp = fold_model.stat().st_mtime_ns
+    again = run_crossval(config, folds=3, output=first.output)
+    assert all(f["reused"] for f in again.report["per_fold"])
+    assert fold_model.stat().st_mtime_ns == stamp
+    assert again.report["pooled"] == first.report["pooled"]
+    other = parse_train_config(tube_recipe(tubes, epochs=1))
+    with pytest.raises(ConfigError, match="another recipe"):
+        run_crossval(other, folds=3, output=first.output)
+    with pytest.raises(ConfigError, match="another recipe"):
+        run_crossval(config, folds=2, output=first.output)
+
+
+def test_an_unfinished_fold_is_trained_again(crossval, tmp_path):
+    config, first = crossval
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(first.output, copy)
+    shutil.rmtree(copy / "fold-2" / "model")
+    resumed = run_crossval(config, folds=3, output=copy)
+    assert [f["reused"] for f in resumed.report["per_fold"]] == [True, True, False]
+    assert (copy / "fold-2" / "model" / "model.json").is_file()
+
+
+def test_other_folders_are_never_overwritten(crossval, tmp_path):
+    config, _ = crossval
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "precious.tif").write_bytes(b"data")
+    with pytest.raises(ConfigError, match="not a vemkit crossval output"):
+        run_crossval(config, folds=3, output=folder, overwrite=True)
+    assert (folder / "precious.tif").read_bytes() == b"data"
+
+
+def test_cli_crossval(tubes, tmp_path):
+    path = tmp_path / "tubes.yaml"
+    path.write_text(yaml.safe_dump(tube_recipe(tubes, epochs=1)))
+    out = tmp_path / "cv"
+    result = CliRunner().invoke(
+        app, ["crossval", str(path), "--folds", "2", "-o", str(out), "--threads", "1", "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2-fold cross-validation of tiny-tubes over sections 0-7" in result.output
+    assert "pooled object F1@0.5 (95% CI" in result.output
+    assert (out / CROSSVAL_FILE).is_file()
+    bad = CliRunner().invoke(app, ["crossval", str(path), "--folds", "1", "-o", str(out)])
+    assert bad.exit_code == 2
+    assert "at least 2 folds" in bad.output
