@@ -247,6 +247,7 @@ def test_every_section_is_predicted_by_a_model_that_never_saw_it(crossval):
         assert fold["thresholds"]["foreground"] == card["instances"]["foreground_threshold"]
         assert not fold["reused"]
     assert json.loads((result.output / CROSSVAL_FILE).read_text())["pooled"] == report["pooled"]
+    assert (result.output / report["figure"]).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_pooled_scores_are_the_folds_together(crossval):

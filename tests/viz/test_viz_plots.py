@@ -122,3 +122,25 @@ def test_plot_errors(tmp_path, table):
         plot_violins(table, ["volume_um3"], by="nope")
     with pytest.raises(UnknownFormatError):
         plot_histograms(table, ["volume_um3"], tmp_path / "h.gif")
+
+
+def test_fold_scores_plot(tmp_path):
+    from vemkit.viz import plot_fold_scores
+
+    fig = plot_fold_scores(
+        ["0-3", "4-7", "8-11"],
+        {"foreground IoU": [0.8, 0.85, 0.9], "object F1@0.5": [0.7, None, 0.9]},
+        tmp_path / "folds.png",
+        pooled={"foreground IoU": (0.85, 0.8, 0.9), "object F1@0.5": (0.8, None, None)},
+        targets={"object F1@0.5": 0.85},
+        title="cv",
+    )
+    assert (tmp_path / "folds.png").stat().st_size > 1000
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0-3", "4-7", "8-11"]
+    per_fold = [line for line in ax.lines if line.get_label().endswith("per fold")]
+    assert list(per_fold[0].get_ydata()) == [0.8, 0.85, 0.9]
+    assert len(ax.lines) == 5  # 2 x per fold, 2 pooled lines, 1 target
+    assert len(ax.patches) == 1  # one interval band (the F1 has no interval)
+    with pytest.raises(ConfigError, match="2 scores for 3 folds"):
+        plot_fold_scores(["a", "b", "c"], {"IoU": [0.5, 0.6]})

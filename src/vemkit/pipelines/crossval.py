@@ -50,12 +50,14 @@ from vemkit.pipelines.train import (
 )
 from vemkit.progress import Progress
 from vemkit.segmentation.components import relabel_sequential
+from vemkit.viz import plot_fold_scores
 
 __all__ = ["CROSSVAL_FILE", "CrossValidation", "Fold", "plan_folds", "pool_regions", "run_crossval"]
 
 log = logging.getLogger(__name__)
 
 CROSSVAL_FILE = "crossval.json"
+FIGURE_FILE = "crossval.png"
 PLAN_FILE = "folds.json"
 
 Range = tuple[int, int]
@@ -375,6 +377,47 @@ def _spread(per_fold: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _plot(report: dict[str, Any], path: Path) -> None:
+    """Bar chart of the folds' main scores with the pooled score and its interval."""
+    intervals = report["pooled"].get("confidence_intervals") or {}
+    names = {
+        "foreground_iou": ("foreground IoU", intervals.get("iou")),
+        "boundary_iou": ("boundary IoU", intervals.get("iou")),
+        "weighted_f1": ("weighted F1", None),
+    }
+    scores: dict[str, list[float | None]] = {}
+    pooled: dict[str, tuple[float, float | None, float | None]] = {}
+    for key, (label, interval) in names.items():
+        if key in report["pooled"]:
+            scores[label] = [fold["scores"].get(key) for fold in report["per_fold"]]
+            pooled[label] = (report["pooled"][key], None, None)
+            if interval:
+                pooled[label] = (interval["value"], interval["low"], interval["high"])
+    if "object_f1_at" in report["pooled"]:
+        label = "object F1@0.5"
+        scores[label] = [
+            (fold["scores"].get("object_f1_at") or {}).get("0.5") for fold in report["per_fold"]
+        ]
+        interval = (intervals.get("f1_at") or {}).get("0.5")
+        value = report["pooled"]["object_f1_at"].get("0.5") or 0.0
+        pooled[label] = (
+            (interval["value"], interval["low"], interval["high"])
+            if interval
+            else (value, None, None)
+        )
+    if not scores:
+        return
+    folds = [f"{fold['test'][0]}-{fold['test'][1] - 1}" for fold in report["per_fold"]]
+    first, stop = report["sections"]
+    title = (
+        f"{report['recipe_name']}: {report['folds']}-fold cross-validation, sections "
+        f"{first}-{stop - 1}"
+    )
+    tmp = path.with_name("tmp-" + path.name)
+    plot_fold_scores(folds, scores, tmp, pooled=pooled, title=title)
+    os.replace(tmp, path)
+
+
 def run_crossval(
     config: TrainConfig,
     *,
@@ -523,5 +566,7 @@ def run_crossval(
         "machine": _machine(config.device),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    _plot(report, folder / FIGURE_FILE)
+    report["figure"] = FIGURE_FILE
     _write_json(folder / CROSSVAL_FILE, report)
     return CrossValidation(output=folder, report=report, seconds=time.perf_counter() - start)

@@ -30,6 +30,7 @@ __all__ = [
     "MeshLike",
     "column_label",
     "figure_png",
+    "plot_fold_scores",
     "plot_histograms",
     "plot_scatter",
     "plot_violins",
@@ -199,6 +200,72 @@ def plot_histograms(
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
+    return _finish(fig, path, dpi)
+
+
+def plot_fold_scores(
+    folds: Sequence[str],
+    scores: Mapping[str, Sequence[float | None]],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    pooled: Mapping[str, tuple[float, float | None, float | None]] | None = None,
+    targets: Mapping[str, float] | None = None,
+    title: str | None = None,
+    dpi: int = 110,
+) -> Figure:
+    """Scores of each cross-validation fold (dots), with the pooled score and its interval.
+
+    Parameters
+    ----------
+    folds : sequence of str
+        Fold names for the x axis (e.g. the sections each fold tested).
+    scores : mapping of str to sequence of float
+        Per metric, one score per fold (``None``: not measured).
+    path : path, optional
+        Save the figure there (``.png``, ``.svg`` or ``.pdf``).
+    pooled : mapping of str to (value, low, high), optional
+        Per metric, the score of all folds together and its 95% interval, drawn as a
+        line and a band.
+    targets : mapping of str to float, optional
+        Per metric, a target drawn as a dotted line.
+
+    Returns
+    -------
+    Figure
+    """
+    if not scores:
+        raise ConfigError("give at least one metric to plot")
+    for name, values in scores.items():
+        if len(values) != len(folds):
+            raise ConfigError(f"{name!r} has {len(values)} scores for {len(folds)} folds")
+    colors = ("#3b75af", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
+    fig = _new_figure((1.2 + 0.8 * len(folds) + 2.6, 3.2))
+    ax = fig.subplots()
+    x = np.arange(len(folds), dtype=float)
+    width = 0.3 / len(scores)
+    for k, (name, values) in enumerate(scores.items()):
+        color = colors[k % len(colors)]
+        offset = (k - (len(scores) - 1) / 2) * width
+        heights = [np.nan if v is None else float(v) for v in values]
+        ax.plot(x + offset, heights, "o", color=color, ms=7, label=f"{name}, per fold")
+        if pooled and name in pooled:
+            value, low, high = pooled[name]
+            ax.axhline(value, color=color, lw=1.4, label=f"{name}, all folds: {value:.3f}")
+            if low is not None and high is not None:
+                ax.axhspan(low, high, color=color, alpha=0.12, lw=0)
+        if targets and name in targets:
+            ax.axhline(targets[name], color=color, lw=1.0, ls=":", label=f"target {targets[name]}")
+    ax.set_xticks(x, list(folds))
+    ax.set_xlabel("fold (held-out sections)")
+    ax.set_ylabel("score")
+    finite = [float(v) for values in scores.values() for v in values if v is not None]
+    low_end = min([*finite, *(p[1] for p in (pooled or {}).values() if p[1] is not None)] or [0])
+    ax.set_ylim(max(0.0, min(0.5, low_end - 0.05)), 1.0)
+    ax.set_xlim(-0.5, len(folds) - 0.5)
+    ax.grid(axis="y", color="#dddddd", lw=0.6)
+    ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if title:
+        ax.set_title(title, fontsize=10)
     return _finish(fig, path, dpi)
 
 
