@@ -267,6 +267,8 @@ def test_pooled_scores_are_the_folds_together(crossval):
     assert 0.0 <= pooled["foreground_iou"] <= 1.0
     assert pooled["confidence_intervals"]["n_blocks"] >= 3  # the folds are bootstrap blocks
     assert "instance_thresholds" not in pooled
+    masks = pooled["mask_confidence_intervals"]
+    assert masks["iou"]["value"] == pytest.approx(pooled["foreground_iou"], abs=1e-6)
     assert set(result.report["spread"]) >= {"foreground_iou", "object_f1@0.5"}
 
 
@@ -316,7 +318,8 @@ def test_cli_crossval(tubes, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "2-fold cross-validation of tiny-tubes over sections 0-7" in result.output
-    assert "pooled object F1@0.5 (95% CI" in result.output
+    assert "all folds together (95% CI over" in result.output
+    assert "object F1@0.5: " in result.output
     assert (out / CROSSVAL_FILE).is_file()
     bad = CliRunner().invoke(app, ["crossval", str(path), "--folds", "1", "-o", str(out)])
     assert bad.exit_code == 2

@@ -109,14 +109,16 @@ def crossval_command(
         typer.echo(line)
     pooled = report["pooled"]
     intervals = pooled.get("confidence_intervals") or {}
+    masks = pooled.get("mask_confidence_intervals") or ({} if has_objects else intervals)
+    blocks = f"95% CI over {intervals.get('n_blocks', masks.get('n_blocks'))} blocks"
+    typer.echo(f"  all folds together ({blocks}):")
     if key:
-        typer.echo(f"  pooled {key}: {_cell(pooled.get(key))}")
-    for name, entry in (
-        ("IoU", intervals.get("iou")),
-        *((f"object F1@{t}", e) for t, e in (intervals.get("f1_at") or {}).items()),
-    ):
-        if entry:
-            typer.echo(f"  pooled {name} (95% CI, {intervals['n_blocks']} blocks): {_score(entry)}")
+        value = _score(masks.get("iou")) if masks else _cell(pooled.get(key))
+        typer.echo(f"    {key.replace('_', ' ')}: {value}")
+    if has_objects:
+        typer.echo(f"    instances' foreground IoU: {_score(intervals.get('iou'))}")
+        for t, entry in (intervals.get("f1_at") or {}).items():
+            typer.echo(f"    object F1@{t}: {_score(entry)}")
     if has_objects:
         typer.echo(f"  objects: {pooled['n_pred']} predicted, {pooled['n_gt']} true")
     typer.echo(f"report: {Path(folder) / CROSSVAL_FILE}")

@@ -31,7 +31,7 @@ import yaml
 from numpy.typing import NDArray
 
 from vemkit.errors import ConfigError
-from vemkit.measure.uncertainty import default_blocks
+from vemkit.measure.uncertainty import bootstrap_scores, default_blocks
 from vemkit.pipelines.predict import load_predictor
 from vemkit.pipelines.train import (
     MODEL_DIR,
@@ -379,7 +379,11 @@ def _spread(per_fold: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def _plot(report: dict[str, Any], path: Path) -> None:
     """Bar chart of the folds' main scores with the pooled score and its interval."""
-    intervals = report["pooled"].get("confidence_intervals") or {}
+    pooled_scores = report["pooled"]
+    intervals = pooled_scores.get("mask_confidence_intervals") or (
+        pooled_scores.get("confidence_intervals") if "object_f1_at" not in pooled_scores else None
+    )
+    intervals = intervals or {}
     names = {
         "foreground_iou": ("foreground IoU", intervals.get("iou")),
         "boundary_iou": ("boundary IoU", intervals.get("iou")),
@@ -398,7 +402,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         scores[label] = [
             (fold["scores"].get("object_f1_at") or {}).get("0.5") for fold in report["per_fold"]
         ]
-        interval = (intervals.get("f1_at") or {}).get("0.5")
+        object_intervals = pooled_scores.get("confidence_intervals") or {}
+        interval = (object_intervals.get("f1_at") or {}).get("0.5")
         value = report["pooled"]["object_f1_at"].get("0.5") or 0.0
         pooled[label] = (
             (interval["value"], interval["low"], interval["high"])
@@ -522,6 +527,22 @@ def run_crossval(
             recipe, region, spec=spec, voxel_size=loaded.voxel_size, evaluation=evaluation
         )
         regions.append(region)
+        log.info(
+            "fold %d/%d scores: %s",
+            fold.index + 1,
+            len(plan),
+            ", ".join(
+                f"{key} {scores[key]:.3f}"
+                for key in ("foreground_iou", "boundary_iou", "weighted_f1")
+                if isinstance(scores.get(key), float)
+            )
+            + (
+                f", object F1@0.5 {(scores['object_f1_at'].get('0.5') or 0.0):.3f} "
+                f"({scores['n_gt']} true objects)"
+                if "object_f1_at" in scores
+                else ""
+            ),
+        )
         training = card.get("training") or {}
         per_fold.append(
             {
@@ -550,6 +571,15 @@ def run_crossval(
     )
     # each fold chose its own thresholds on its own validation sections (see per_fold)
     pooled.pop("instance_thresholds", None)
+    if pooled_region.objects is not None:
+        # the intervals above are of the instances; add those of the thresholded maps
+        pooled["mask_confidence_intervals"] = bootstrap_scores(
+            pooled_region.predicted,
+            pooled_region.truth,
+            instance=False,
+            blocks=(len(plan), *yx_blocks),
+            ignore_label=pooled_region.ignore_label,
+        )
     report = {
         "recipe_name": config.name,
         "recipe_file": recipe_path,
