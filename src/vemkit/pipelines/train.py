@@ -86,6 +86,7 @@ __all__ = [
     "AugmentSettings",
     "DataSource",
     "EvaluationSettings",
+    "LoadedSource",
     "NetworkSettings",
     "OptimizerSettings",
     "PredictionSettings",
@@ -94,6 +95,7 @@ __all__ = [
     "TrainConfig",
     "TrainingOutcome",
     "build_model",
+    "choose_instance_settings",
     "convert_labels",
     "load_train_config",
     "run_training",
@@ -385,9 +387,34 @@ class EvaluationSettings(_Settings):
         "foreground IoU and object F1@0.5 on the validation sources after training (binary "
         "targets: best IoU); the test data is not used.",
     )
+    instance_candidates: list[InstanceMethod] | None = Field(
+        default=None,
+        min_length=1,
+        description="With calibrate_thresholds: also choose the instance method among these "
+        "on the validation sources, e.g. [boundary_watershed_3d, connected_components_3d] "
+        "(default: instances only).",
+    )
     boundary_dilation_px: int = Field(
         default=0, ge=0, description="Boundary targets: tolerance in pixels for boundary F1."
     )
+
+    @model_validator(mode="after")
+    def _check_candidates(self) -> EvaluationSettings:
+        candidates = self.instance_candidates
+        if candidates is None:
+            return self
+        if not self.calibrate_thresholds:
+            raise ValueError("instance_candidates needs calibrate_thresholds: true")
+        if "none" in candidates or len(set(candidates)) != len(candidates):
+            raise ValueError(
+                f"instance_candidates must be distinct instance methods (not 'none'), got "
+                f"{candidates}"
+            )
+        if self.instances not in candidates:
+            raise ValueError(
+                f"instance_candidates {candidates} must include instances ({self.instances!r})"
+            )
+        return self
 
 
 class PredictionSettings(_Settings):
@@ -1442,9 +1469,41 @@ def _calibrate(
     Only the validation sources are used, at their own voxel size, through
     :func:`predict_block` like the held-out evaluation.
     """
-    evaluation = config.evaluation
-    candidates = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     predicted = [_predict_source(network, spec, s, device=device) for s in sources]
+    chosen = choose_instance_settings(predicted, sources, spec=spec, evaluation=config.evaluation)
+    log.info("chosen on the validation data: %s", chosen)
+    return chosen
+
+
+def choose_instance_settings(
+    predicted: Sequence[NDArray[np.float32]],
+    sources: Sequence[LoadedSource],
+    *,
+    spec: ModelSpec,
+    evaluation: EvaluationSettings,
+) -> dict[str, Any]:
+    """Choose thresholds (and the instance method) for the best mean of IoU and object F1.
+
+    Parameters
+    ----------
+    predicted : sequence of (C, Z, Y, X) ndarray
+        Predicted maps of the labelled sections of each source.
+    sources : sequence of LoadedSource
+        The (validation) regions with their labels, at the maps' voxel size.
+    spec : ModelSpec
+        The model's channels.
+    evaluation : EvaluationSettings
+        The instance method, its candidates (``instance_candidates``) and
+        ``min_size_nm3``.
+
+    Returns
+    -------
+    dict
+        ``foreground_threshold``; with a boundary channel and instances also
+        ``boundary_threshold``, and ``instances`` when there were candidates. Ties go to
+        the configured method, then to thresholds nearest 0.5.
+    """
+    candidates = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
     def iou(threshold: float) -> float:
         inter = union = 0
@@ -1461,14 +1520,14 @@ def _calibrate(
         foreground = max(candidates, key=lambda t: (round(iou(t), 4), -abs(t - 0.5)))
         return {"foreground_threshold": foreground}
 
-    def f1(foreground: float, boundary: float) -> float:
+    def f1(method: InstanceMethod, foreground: float, boundary: float) -> float:
         scores = []
         for maps, s in zip(predicted, sources, strict=True):
             objects = segment_instances(
                 maps,
                 spec=spec,
                 voxel_size=s.voxel_size,
-                method=evaluation.instances,
+                method=method,
                 foreground_threshold=foreground,
                 boundary_threshold=boundary,
                 min_size_nm3=evaluation.min_size_nm3,
@@ -1485,17 +1544,31 @@ def _calibrate(
         return float(np.mean(scores))
 
     # One foreground threshold serves both the semantic mask and the instances, so
-    # choose the pair that is best for the mean of foreground IoU and object F1@0.5.
+    # choose the pair (and method) best for the mean of foreground IoU and object F1@0.5.
+    methods = list(evaluation.instance_candidates or [evaluation.instances])
     ious = {t: iou(t) for t in candidates}
-    scored = {
-        (fg, bd): (ious[fg] + f1(fg, bd)) / 2 for fg in candidates for bd in (0.3, 0.5, 0.7, 0.9)
-    }
-    foreground, boundary = max(
+    scored: dict[tuple[InstanceMethod, float, float], float] = {}
+    for method in methods:
+        boundaries = (
+            (evaluation.boundary_threshold,)
+            if method == "connected_components_3d"
+            else (0.3, 0.5, 0.7, 0.9)
+        )
+        for fg in candidates:
+            for bd in boundaries:
+                scored[method, fg, bd] = (ious[fg] + f1(method, fg, bd)) / 2
+    method, foreground, boundary = max(
         scored,
-        key=lambda pair: (round(scored[pair], 4), -abs(pair[0] - 0.5), -abs(pair[1] - 0.5)),
+        key=lambda key: (
+            round(scored[key], 4),
+            -methods.index(key[0]),
+            -abs(key[1] - 0.5),
+            -abs(key[2] - 0.5),
+        ),
     )
     chosen: dict[str, Any] = {"foreground_threshold": foreground, "boundary_threshold": boundary}
-    log.info("thresholds chosen on the validation data: %s", chosen)
+    if len(methods) > 1:
+        chosen["instances"] = method
     return chosen
 
 

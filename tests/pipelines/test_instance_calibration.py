@@ -1,0 +1,106 @@
+"""Choosing the instance thresholds and method on validation maps (calibrate_thresholds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vemkit.errors import ConfigError
+from vemkit.geometry import VoxelSize
+from vemkit.ml.normalize import Normalization
+from vemkit.pipelines.predict import ModelSpec
+from vemkit.pipelines.train import (
+    DataSource,
+    EvaluationSettings,
+    LoadedSource,
+    choose_instance_settings,
+    parse_train_config,
+)
+
+SIZE = VoxelSize.coerce((50.0, 10.0, 10.0))
+SPEC = ModelSpec(
+    name="hand-made",
+    target_type="foreground_boundary",
+    channels=("foreground", "boundary"),
+    voxel_size=SIZE,
+    normalization=Normalization(mode="none"),
+    dims=2,
+)
+
+
+def _region(labels, ridge):
+    """Maps of a perfect foreground whose boundary channel is high on ``ridge`` and borders."""
+    foreground = np.where(labels > 0, 0.95, 0.05).astype(np.float32)
+    boundary = np.full(labels.shape, 0.05, np.float32)
+    inside = labels > 0
+    edge = inside & ~np.pad(inside, ((0, 0), (1, 1), (1, 1)))[:, 2:, 1:-1]
+    boundary[edge | ridge] = 0.95
+    source = DataSource(image="maps", labels="labels")
+    loaded = LoadedSource(source, labels.astype(np.float32), labels, SIZE, SIZE, "", {})
+    return np.stack([foreground, boundary]), loaded
+
+
+def _bars(touching: bool):
+    labels = np.zeros((3, 40, 40), np.uint16)
+    labels[:, 10:20, 5:35] = 1
+    ridge = np.zeros(labels.shape, bool)
+    ridge[:, 10:20, 19:21] = True  # a boundary ridge across the middle of the bars
+    if touching:
+        labels[:, 10:20, 20:35] = 2  # ... where two true objects touch
+    return _region(labels, ridge)
+
+
+EVALUATION = EvaluationSettings(
+    calibrate_thresholds=True,
+    instance_candidates=["boundary_watershed_3d", "connected_components_3d"],
+)
+
+
+def test_a_spurious_boundary_ridge_makes_connected_components_win():
+    maps, loaded = _bars(touching=False)
+    chosen = choose_instance_settings([maps], [loaded], spec=SPEC, evaluation=EVALUATION)
+    assert chosen["instances"] == "connected_components_3d"
+    assert chosen["foreground_threshold"] == 0.5
+
+
+def test_touching_objects_make_the_watershed_win():
+    maps, loaded = _bars(touching=True)
+    chosen = choose_instance_settings([maps], [loaded], spec=SPEC, evaluation=EVALUATION)
+    assert chosen["instances"] == "boundary_watershed_3d"
+
+
+def test_without_candidates_the_method_stays():
+    maps, loaded = _bars(touching=False)
+    evaluation = EvaluationSettings(calibrate_thresholds=True)
+    chosen = choose_instance_settings([maps], [loaded], spec=SPEC, evaluation=evaluation)
+    assert "instances" not in chosen
+    assert set(chosen) == {"foreground_threshold", "boundary_threshold"}
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "words"),
+    [
+        ({"instance_candidates": ["connected_components_3d"]}, "calibrate_thresholds"),
+        (
+            {"calibrate_thresholds": True, "instance_candidates": ["connected_components_3d"]},
+            "must include instances",
+        ),
+        (
+            {
+                "calibrate_thresholds": True,
+                "instance_candidates": ["none", "boundary_watershed_3d"],
+            },
+            "not 'none'",
+        ),
+    ],
+)
+def test_bad_candidates_are_refused(evaluation, words):
+    recipe = {
+        "name": "x",
+        "task": "x",
+        "train": [{"image": "a.tif", "labels": "b.tif"}],
+        "target": {"type": "foreground_boundary", "boundary_width_nm": 20},
+        "evaluation": evaluation,
+    }
+    with pytest.raises(ConfigError, match=words):
+        parse_train_config(recipe)
