@@ -247,6 +247,24 @@ def test_other_targets_train_and_score(tiny_data, tmp_path, target, channels, me
     assert metric in card["metrics"]["held_out"]
 
 
+def test_the_method_chosen_on_validation_reaches_the_card_and_the_rescoring(tiny_data, tmp_path):
+    from vemkit.pipelines.train import score_model
+
+    candidates = ["boundary_watershed_3d", "connected_components_3d"]
+    evaluation = {"calibrate_thresholds": True, "instance_candidates": candidates}
+    config = parse_train_config(
+        recipe(tiny_data, epochs=1, evaluation=evaluation, output=str(tmp_path / "out"))
+    )
+    card = load_model(run_training(config).model)[2]
+    method = card["instances"]["instances"]
+    assert method in candidates
+    assert card["instances"]["calibrated_on"] == "validation"
+    assert card["metrics"]["per_source"][0]["instance_method"] == method
+    rescored = score_model(tmp_path / "out" / "model")
+    assert rescored["per_source"][0]["instance_method"] == method
+    assert rescored["held_out"]["object_f1_at"] == card["metrics"]["held_out"]["object_f1_at"]
+
+
 def test_plane_resampling_matches_ml_resampling():
     from vemkit.ml import resample_to_shape
     from vemkit.pipelines.predict import resample_planes
