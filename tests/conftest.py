@@ -16,3 +16,14 @@ def shared_data() -> Path:
     if root is None:
         pytest.skip("shared real datasets not found (set VEMKIT_DATA or place ../shared/data)")
     return root
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread (small networks: threads only add overhead)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import tifffile
-import torch
 import typer
 from typer.testing import CliRunner
 
@@ -29,12 +28,7 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

@@ -18,13 +18,7 @@ from vemkit.measure.metrics import evaluate
 from vemkit.pipelines.crossval import CROSSVAL_FILE, plan_folds, pool_regions, run_crossval
 from vemkit.pipelines.train import SegmentedRegion, parse_train_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- fold plans ------------------------------------------------------------------------------

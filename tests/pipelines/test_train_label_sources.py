@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from vemkit.errors import ConfigError, InvalidVolumeError
 from vemkit.pipelines.train import (
@@ -16,13 +15,7 @@ from vemkit.pipelines.train import (
     run_training,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- convert_labels on hand-made arrays --------------------------------------------------------

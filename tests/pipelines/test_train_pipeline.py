@@ -22,13 +22,7 @@ from vemkit.pipelines.train import (
     run_training,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blob_volume(shape=(6, 64, 64), seed=0):

@@ -16,10 +16,14 @@ from vemkit.progress import TqdmProgress
 
 __all__ = [
     "OverwriteOption",
+    "RecipeDeviceOption",
+    "ThreadsOption",
     "VoxelSizeOption",
     "cli_progress",
     "handle_errors",
+    "log_epochs_unless_tty",
     "parse_voxel_size",
+    "set_threads",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,3 +72,35 @@ OverwriteOption = Annotated[
     bool, typer.Option("--overwrite", help="Replace the output if it already exists.")
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+RecipeDeviceOption = Annotated[
+    str | None, typer.Option("--device", help="cpu, cuda or cuda:N (overrides 'device:').")
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option("--threads", help="CPU threads for torch (default: torch's choice)."),
+]
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply ``--threads`` to torch (nothing when not given)."""
+    if threads is None:
+        return
+    if threads < 1:
+        from vemkit.errors import ConfigError
+
+        raise ConfigError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def log_epochs_unless_tty(*loggers: str, quiet: bool = False) -> None:
+    """Without a terminal (nohup, SLURM, the job server) log one line per epoch instead of bars.
+
+    Sets the named loggers to INFO unless ``quiet`` or stderr is a terminal.
+    """
+    if quiet or sys.stderr.isatty():
+        return
+    for name in loggers:
+        if not logging.getLogger(name).isEnabledFor(logging.INFO):
+            logging.getLogger(name).setLevel(logging.INFO)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import logging
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from vemkit.cli.common import OverwriteOption, QuietOption, cli_progress, handle_errors
-from vemkit.errors import ConfigError
+from vemkit.cli.common import (
+    OverwriteOption,
+    QuietOption,
+    RecipeDeviceOption,
+    ThreadsOption,
+    cli_progress,
+    handle_errors,
+    log_epochs_unless_tty,
+    set_threads,
+)
 
 
 def _score(entry: dict[str, Any] | None) -> str:
@@ -36,12 +42,8 @@ def crossval_command(
             "--output", "-o", help="Output folder (default: the recipe's output + '-crossval')."
         ),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda or cuda:N (overrides 'device:').")
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")
-    ] = None,
+    device: RecipeDeviceOption = None,
+    threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -55,18 +57,12 @@ def crossval_command(
     from vemkit.pipelines.train import load_train_config
 
     recipe, _ = load_train_config(config)
-    if not quiet and not sys.stderr.isatty():
-        for name in ("vemkit.ml.train", "vemkit.pipelines.train", "vemkit.pipelines.crossval"):
-            if not logging.getLogger(name).isEnabledFor(logging.INFO):
-                logging.getLogger(name).setLevel(logging.INFO)
+    log_epochs_unless_tty(
+        "vemkit.ml.train", "vemkit.pipelines.train", "vemkit.pipelines.crossval", quiet=quiet
+    )
     if device is not None:
         recipe = recipe.model_copy(update={"device": device})
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     folder = output or f"{recipe.output_folder()}-crossval"
     command = shlex.join(
         ["vemkit", "crossval", config, "--folds", str(folds)]

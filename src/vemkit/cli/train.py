@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import shlex
-import sys
 from typing import Annotated
 
 import typer
 
-from vemkit.cli.common import OverwriteOption, QuietOption, cli_progress, handle_errors
-from vemkit.errors import ConfigError
+from vemkit.cli.common import (
+    OverwriteOption,
+    QuietOption,
+    RecipeDeviceOption,
+    ThreadsOption,
+    cli_progress,
+    handle_errors,
+    log_epochs_unless_tty,
+    set_threads,
+)
 
 
 def _fmt(value: object) -> str:
@@ -26,12 +32,8 @@ def train_command(
         str | None,
         typer.Option("--output", "-o", help="Output folder (overrides 'output:' of the recipe)."),
     ] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda or cuda:N (overrides 'device:').")
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")
-    ] = None,
+    device: RecipeDeviceOption = None,
+    threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -39,19 +41,11 @@ def train_command(
     from vemkit.pipelines.train import load_train_config, run_training
 
     recipe, text = load_train_config(config)
-    if not quiet and not sys.stderr.isatty():
-        # No progress bar in a batch job (nohup, SLURM, the job server): one line per epoch.
-        for name in ("vemkit.ml.train", "vemkit.pipelines.train"):
-            if not logging.getLogger(name).isEnabledFor(logging.INFO):
-                logging.getLogger(name).setLevel(logging.INFO)
+    # No progress bar in a batch job (nohup, SLURM, the job server): one line per epoch.
+    log_epochs_unless_tty("vemkit.ml.train", "vemkit.pipelines.train", quiet=quiet)
     if device is not None:
         recipe = recipe.model_copy(update={"device": device})
-    if threads is not None:
-        if threads < 1:
-            raise ConfigError(f"--threads must be at least 1, got {threads}")
-        import torch
-
-        torch.set_num_threads(threads)
+    set_threads(threads)
     outcome = run_training(
         recipe,
         recipe_text=text,
