@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -283,14 +284,28 @@ def test_a_rerun_reuses_finished_folds_and_a_changed_recipe_is_refused(crossval,
 
 def test_an_unfinished_fold_is_trained_again(crossval, tmp_path):
     config, first = crossval
-    import shutil
-
     copy = tmp_path / "copy"
     shutil.copytree(first.output, copy)
     shutil.rmtree(copy / "fold-2" / "model")
     resumed = run_crossval(config, folds=3, output=copy)
     assert [f["reused"] for f in resumed.report["per_fold"]] == [True, True, False]
     assert (copy / "fold-2" / "model" / "model.json").is_file()
+
+
+def test_recipes_written_by_an_older_vemkit_still_resume(crossval, tmp_path):
+    """A field added since (stored without it) is not a change, nor is the device."""
+    config, first = crossval
+    copy = tmp_path / "copy"
+    shutil.copytree(first.output, copy)
+    plan = json.loads((copy / "folds.json").read_text())
+    del plan["recipe"]["evaluation"]["instance_candidates"]
+    (copy / "folds.json").write_text(json.dumps(plan))
+    fold_recipe = copy / "fold-0" / "recipe.yaml"
+    stored = yaml.safe_load(fold_recipe.read_text())
+    del stored["evaluation"]["instance_candidates"]
+    fold_recipe.write_text(yaml.safe_dump(stored))
+    resumed = run_crossval(config.model_copy(update={"device": "cpu:0"}), folds=3, output=copy)
+    assert all(f["reused"] for f in resumed.report["per_fold"])
 
 
 def test_other_folders_are_never_overwritten(crossval, tmp_path):

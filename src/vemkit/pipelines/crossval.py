@@ -304,9 +304,31 @@ class CrossValidation:
     seconds: float
 
 
-def _check_output(folder: Path, plan: dict[str, Any], *, overwrite: bool) -> bool:
+def _same_recipe(stored: Any, config: TrainConfig) -> bool:
+    """Whether a stored recipe (a mapping) trains what ``config`` trains.
+
+    Both are compared as parsed recipes, so fields added to vemkit since (with their
+    defaults) do not count as changes; ``device`` and ``output`` never do.
+    """
+    if not isinstance(stored, dict):
+        return False
+    try:
+        parsed = parse_train_config(stored)
+    except ConfigError:
+        return False
+    neutral = {"device": "cpu", "output": ""}
+    return parsed.model_copy(update=neutral) == config.model_copy(update=neutral)
+
+
+def _check_output(
+    folder: Path, config: TrainConfig, plan: Sequence[Fold], *, overwrite: bool
+) -> bool:
     """Prepare the output folder; return whether finished folds may be reused."""
     plan_file = folder / PLAN_FILE
+    record = {
+        "recipe": config.model_dump(mode="json"),
+        "folds": [fold.to_dict() for fold in plan],
+    }
     if folder.exists() and any(folder.iterdir()):
         if not plan_file.is_file():
             raise ConfigError(
@@ -315,15 +337,18 @@ def _check_output(folder: Path, plan: dict[str, Any], *, overwrite: bool) -> boo
             )
         if overwrite:
             shutil.rmtree(folder)
-        elif json.loads(plan_file.read_text(encoding="utf-8")) != plan:
-            raise ConfigError(
-                f"{str(folder)!r} holds a cross-validation of another recipe or fold plan; "
-                "choose another output or pass --overwrite"
-            )
         else:
+            stored = json.loads(plan_file.read_text(encoding="utf-8"))
+            if stored.get("folds") != record["folds"] or not _same_recipe(
+                stored.get("recipe"), config
+            ):
+                raise ConfigError(
+                    f"{str(folder)!r} holds a cross-validation of another recipe or fold "
+                    "plan; choose another output or pass --overwrite"
+                )
             return True
     folder.mkdir(parents=True, exist_ok=True)
-    _write_json(plan_file, plan)
+    _write_json(plan_file, record)
     return False
 
 
@@ -332,11 +357,6 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
-    """Drop the settings of a recipe that do not change its result (device, output)."""
-    return {k: v for k, v in recipe.items() if k not in ("device", "output")}
 
 
 def _finished(fold_dir: Path, recipe: TrainConfig) -> bool:
@@ -348,9 +368,7 @@ def _finished(fold_dir: Path, recipe: TrainConfig) -> bool:
         stored = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError:
         return False
-    return isinstance(stored, dict) and _comparable(stored) == _comparable(
-        recipe.model_dump(mode="json")
-    )
+    return _same_recipe(stored, recipe)
 
 
 _SPREAD_KEYS = ("foreground_iou", "boundary_iou", "foreground_f1", "weighted_f1", "macro_f1")
@@ -477,11 +495,7 @@ def run_crossval(
     recipes = [fold_recipe(config, fold, base) for fold in plan]
     texts = [yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False) for r in recipes]
     folder = Path(output)
-    plan_record = {
-        "recipe": _comparable(config.model_dump(mode="json")),
-        "folds": [fold.to_dict() for fold in plan],
-    }
-    resume = _check_output(folder, plan_record, overwrite=overwrite)
+    resume = _check_output(folder, config, plan, overwrite=overwrite)
 
     regions: list[SegmentedRegion] = []
     per_fold: list[dict[str, Any]] = []
