@@ -330,6 +330,24 @@ def test_cli_tta_reaches_the_prediction(
     assert maps[True].max() <= 1.0
 
 
+def test_cli_instance_method_reaches_the_segmentation(
+    sstem_phantom: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    raw_path, _ = sstem_phantom
+    out = tmp_path / "cc.zarr"
+    args = ["segment", "mitochondria", str(raw_path), "-o", str(out), "--block", "12,96,96"]
+    cc = ["--instances", "connected_components_3d", "--no-meshes", "-q"]
+    result = CliRunner().invoke(app, [*args, *cc])
+    assert result.exit_code == 0, result.output
+    provenance = Dataset.open(out).info()["provenance"]
+    (step,) = [p for p in provenance if p.get("step") == "segment mitochondria"]
+    assert step["instances"]["method"] == "connected_components_3d"
+    bad = CliRunner().invoke(app, [*args[:4], str(tmp_path / "bad.zarr"), "--instances", "blobs"])
+    assert bad.exit_code == 2
+    assert "instances" in bad.output
+    assert not (tmp_path / "bad.zarr").exists()
+
+
 def test_a_2p5d_model_gets_its_neighbouring_sections_across_blocks(
     sstem_phantom: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:

@@ -81,9 +81,12 @@ def crossval_command(
     )
     report = result.report
     first, stop = report["sections"]
+    trained = [f for f in report["per_fold"] if not f["reused"]]
+    reused = len(report["per_fold"]) - len(trained)
     typer.echo(
         f"{report['folds']}-fold cross-validation of {recipe.name} over sections "
         f"{first}-{stop - 1} in {result.seconds / 60:.1f} min"
+        + (f" ({reused} folds trained before, reused)" if reused else "")
     )
     key = next(
         (k for k in ("foreground_iou", "boundary_iou", "weighted_f1") if k in report["pooled"]),

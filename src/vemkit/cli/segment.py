@@ -207,6 +207,14 @@ def mitochondria_command(
     min_size_um3: Annotated[
         float | None, typer.Option("--min-size-um3", help="Drop smaller objects (µm³).")
     ] = None,
+    instances: Annotated[
+        str | None,
+        typer.Option(
+            "--instances",
+            help="boundary_watershed_3d (separates touching mitochondria), "
+            "boundary_watershed_2d or connected_components_3d. Default: the model card's.",
+        ),
+    ] = None,
     reference: ReferenceOption = False,
     no_meshes: NoMeshesOption = False,
     resume: ResumeOption = False,
@@ -232,6 +240,7 @@ def mitochondria_command(
         "foreground_threshold": foreground_threshold,
         "boundary_threshold": boundary_threshold,
         "min_size_nm3": min_size_um3 * 1e9 if min_size_um3 is not None else None,
+        "instances": instances,
         "raw_mode": "reference" if reference else None,
         "meshes": False if no_meshes else None,
     }
