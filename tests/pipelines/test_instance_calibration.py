@@ -104,3 +104,19 @@ def test_bad_candidates_are_refused(evaluation, words):
     }
     with pytest.raises(ConfigError, match=words):
         parse_train_config(recipe)
+
+
+def test_small_seeds_do_not_split_an_object():
+    from vemkit.pipelines.predict import segment_instances
+
+    labels = np.zeros((3, 40, 40), np.uint16)
+    labels[:, 10:20, 5:36] = 1
+    ridge = np.zeros(labels.shape, bool)
+    ridge[:, 10:20, 30:32] = True  # a gap in the boundary map leaves a small seed beyond it
+    maps, _ = _region(labels, ridge)
+    options = {"spec": SPEC, "voxel_size": SIZE, "foreground_threshold": 0.5}
+    split = segment_instances(maps, **options)
+    assert len(np.unique(split)) == 3  # background + two pieces
+    whole = segment_instances(maps, **options, min_seed_size_nm3=1e6)  # small seed: 6e5 nm³
+    assert len(np.unique(whole)) == 2
+    assert np.array_equal(whole > 0, split > 0)

@@ -419,6 +419,7 @@ def segment_instances(
     foreground_threshold: float = 0.5,
     boundary_threshold: float = 0.5,
     min_size_nm3: float = 0.0,
+    min_seed_size_nm3: float = 0.0,
 ) -> NDArray[np.uint32]:
     """Instances from predicted maps (foreground + boundary, or foreground alone).
 
@@ -439,6 +440,10 @@ def segment_instances(
         Probability thresholds.
     min_size_nm3 : float
         Objects smaller than this are removed.
+    min_seed_size_nm3 : float
+        Boundary watersheds: seeds smaller than this are ignored (fewer splits of one
+        object by gaps in its boundary map); a foreground component left without a seed
+        is still one object.
 
     Returns
     -------
@@ -461,6 +466,7 @@ def segment_instances(
         "foreground_threshold": foreground_threshold,
         "boundary_threshold": boundary_threshold,
         "min_size_nm3": min_size_nm3,
+        "min_seed_size_nm3": min_seed_size_nm3,
     }
     if method == "boundary_watershed_3d":
         return boundary_watershed(foreground, boundary, **options)

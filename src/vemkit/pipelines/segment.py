@@ -773,6 +773,7 @@ def _segment(  # noqa: PLR0917
                 if settings.min_size_nm3 is not None
                 else instance_card.get("min_size_nm3", 0.0)
             ),
+            min_seed_size_nm3=float(instance_card.get("min_seed_size_nm3", 0.0)),
         )
         seg_halo_nm = 400.0
     seg_halo = list(_halo_vox((seg_halo_nm,) * 3, grid.voxel_size))

@@ -375,6 +375,12 @@ class EvaluationSettings(_Settings):
     foreground_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
     boundary_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     min_size_nm3: float = Field(default=0.0, ge=0.0)
+    min_seed_size_nm3: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Boundary watersheds: ignore seeds smaller than this (nm³), so that a gap "
+        "in the boundary map does not split an object.",
+    )
     iou_thresholds: tuple[float, ...] = (0.5, 0.75)
     ground_truth_instances: list[str] | None = Field(
         default=None,
@@ -1309,6 +1315,7 @@ def segment_outputs(
         foreground_threshold=evaluation.foreground_threshold,
         boundary_threshold=evaluation.boundary_threshold,
         min_size_nm3=evaluation.min_size_nm3,
+        min_seed_size_nm3=evaluation.min_seed_size_nm3,
     )
     return SegmentedRegion(
         predicted=predicted_fg,
@@ -1531,6 +1538,7 @@ def choose_instance_settings(
                 foreground_threshold=foreground,
                 boundary_threshold=boundary,
                 min_size_nm3=evaluation.min_size_nm3,
+                min_seed_size_nm3=evaluation.min_seed_size_nm3,
             )
             result = evaluate(
                 objects,
@@ -1874,7 +1882,13 @@ def run_training(
         "patch_shape": list(config.patch_shape),
         "prediction": config.prediction.model_dump(),
         "instances": config.evaluation.model_dump(
-            include={"instances", "foreground_threshold", "boundary_threshold", "min_size_nm3"}
+            include={
+                "instances",
+                "foreground_threshold",
+                "boundary_threshold",
+                "min_size_nm3",
+                "min_seed_size_nm3",
+            }
         ),
         "vemkit_version": vemkit.__version__,
     }
