@@ -333,3 +333,23 @@ def test_cli_crossval(tubes, tmp_path):
     bad = CliRunner().invoke(app, ["crossval", str(path), "--folds", "1", "-o", str(out)])
     assert bad.exit_code == 2
     assert "at least 2 folds" in bad.output
+
+
+def test_a_model_shipped_with_its_crossval_report_shows_it(crossval, tmp_path):
+    from vemkit.pipelines.crossval import summarise_crossval
+    from vemkit.pipelines.models import model_card
+
+    _, result = crossval
+    model = tmp_path / "model"
+    shutil.copytree(result.output / result.report["per_fold"][0]["model"], model)
+    assert "cross_validation" not in model_card(model)
+    shutil.copy(result.output / CROSSVAL_FILE, model / CROSSVAL_FILE)
+    summary = model_card(model)["cross_validation"]
+    report = json.loads((model / CROSSVAL_FILE).read_text())
+    assert summary == summarise_crossval(report)
+    pooled = report["pooled"]
+    assert summary["metrics"]["object_f1@0.5"]["value"] == pooled["object_f1_at"]["0.5"]
+    assert summary["metrics"]["foreground_iou"]["low"] <= pooled["foreground_iou"]
+    shown = CliRunner().invoke(app, ["models", "show", str(model)])
+    assert shown.exit_code == 0, shown.output
+    assert "recipe cross-validated (3 folds over sections 0-7, 95% intervals on" in shown.output

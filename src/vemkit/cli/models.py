@@ -94,6 +94,23 @@ def models_show_command(
     metrics = key_metrics(card)
     if metrics:
         lines.append("  held-out metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    cross = card.get("cross_validation")
+    if cross:
+        first, stop = cross["sections"]
+        parts = [
+            f"{key.replace('_', ' ')} {entry['value']:.3f}"
+            + (
+                f" [{entry['low']:.3f}, {entry['high']:.3f}]"
+                if entry.get("low") is not None
+                else ""
+            )
+            for key, entry in cross["metrics"].items()
+        ]
+        objects = f" on {cross['n_gt']} true objects" if cross.get("n_gt") else ""
+        lines.append(
+            f"  recipe cross-validated ({cross['folds']} folds over sections {first}-{stop - 1}, "
+            f"95% intervals{objects}): " + ", ".join(parts)
+        )
     training = card.get("training") or {}
     if training:
         machine = training.get("machine") or {}

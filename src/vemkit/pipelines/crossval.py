@@ -52,7 +52,15 @@ from vemkit.progress import Progress
 from vemkit.segmentation.components import relabel_sequential
 from vemkit.viz import plot_fold_scores
 
-__all__ = ["CROSSVAL_FILE", "CrossValidation", "Fold", "plan_folds", "pool_regions", "run_crossval"]
+__all__ = [
+    "CROSSVAL_FILE",
+    "CrossValidation",
+    "Fold",
+    "plan_folds",
+    "pool_regions",
+    "run_crossval",
+    "summarise_crossval",
+]
 
 log = logging.getLogger(__name__)
 
@@ -561,7 +569,7 @@ def run_crossval(
         per_fold.append(
             {
                 **fold.to_dict(),
-                "model": str(fold_dir / MODEL_DIR),
+                "model": f"{fold_dir.name}/{MODEL_DIR}",  # relative to the output folder
                 "reused": reused,
                 "epochs_run": training.get("epochs_run"),
                 "best_epoch": training.get("best_epoch"),
@@ -614,3 +622,46 @@ def run_crossval(
     report["figure"] = FIGURE_FILE
     _write_json(folder / CROSSVAL_FILE, report)
     return CrossValidation(output=folder, report=report, seconds=time.perf_counter() - start)
+
+
+def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
+    """Headline numbers of a ``crossval.json`` report (for model cards and listings).
+
+    Returns
+    -------
+    dict
+        ``folds``, ``sections``, ``command``, ``date``, ``processor``, ``n_pred``,
+        ``n_gt`` and, per headline metric (``foreground_iou``, ``object_f1@0.5``, ...),
+        ``{"value", "low", "high"}`` (``low``/``high`` ``None`` without an interval).
+    """
+    pooled = report.get("pooled") or {}
+    objects = pooled.get("confidence_intervals") or {}
+    masks = pooled.get("mask_confidence_intervals") or (
+        objects if "object_f1_at" not in pooled else {}
+    )
+    metrics: dict[str, dict[str, float | None]] = {}
+    for key in ("foreground_iou", "boundary_iou", "weighted_f1", "macro_f1"):
+        if isinstance(pooled.get(key), float):
+            interval = masks.get("iou") if key.endswith("_iou") else None
+            metrics[key] = {
+                "value": pooled[key],
+                "low": (interval or {}).get("low"),
+                "high": (interval or {}).get("high"),
+            }
+    for threshold, value in (pooled.get("object_f1_at") or {}).items():
+        interval = (objects.get("f1_at") or {}).get(threshold) or {}
+        metrics[f"object_f1@{threshold}"] = {
+            "value": value,
+            "low": interval.get("low"),
+            "high": interval.get("high"),
+        }
+    return {
+        "folds": report.get("folds"),
+        "sections": report.get("sections"),
+        "command": report.get("command"),
+        "date": report.get("date"),
+        "processor": (report.get("machine") or {}).get("processor"),
+        "n_pred": pooled.get("n_pred"),
+        "n_gt": pooled.get("n_gt"),
+        "metrics": metrics,
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -53,6 +54,21 @@ def model_summaries() -> list[dict[str, Any]]:
 
 
 def model_card(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Return the card of a shipped model (by name) or of a model folder, with its location."""
+    """Return the card of a shipped model (by name) or of a model folder, with its location.
+
+    A ``crossval.json`` next to the model (the report of ``vemkit crossval`` on its
+    recipe) adds ``cross_validation``: its headline numbers
+    (:func:`~vemkit.pipelines.crossval.summarise_crossval`).
+    """
     config, card = read_zoo_info(name_or_path)
-    return {**card, "network": config.to_dict(), "path": str(resolve_model(name_or_path))}
+    folder = resolve_model(name_or_path)
+    result = {**card, "network": config.to_dict(), "path": str(folder)}
+    # crossval pulls in the training pipeline and matplotlib: only when there is a report
+    report = folder / "crossval.json"
+    if report.is_file():
+        from vemkit.pipelines.crossval import summarise_crossval
+
+        result["cross_validation"] = summarise_crossval(
+            json.loads(report.read_text(encoding="utf-8"))
+        )
+    return result
