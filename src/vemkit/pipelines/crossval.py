@@ -37,11 +37,11 @@ from vemkit.pipelines.train import (
     MODEL_DIR,
     RECIPE_FILE,
     DataSource,
-    EvaluationSettings,
     SegmentedRegion,
     TrainConfig,
     _machine,
     _predict_source,
+    card_evaluation,
     load_source,
     parse_train_config,
     run_training,
@@ -528,12 +528,7 @@ def run_crossval(
                 progress=progress,
             )
         network, spec, card = load_predictor(fold_dir / MODEL_DIR, device=recipe.device)
-        chosen = {
-            key: value
-            for key, value in (card.get("instances") or {}).items()
-            if key in EvaluationSettings.model_fields and key != "iou_thresholds"
-        }
-        evaluation = recipe.evaluation.model_copy(update=chosen)
+        evaluation = card_evaluation(card, recipe.evaluation)
         loaded = load_source(recipe.test[0], native=True, context=spec.context)
         maps = _predict_source(network, spec, loaded, device=recipe.device)
         region = segment_outputs(

@@ -1609,6 +1609,16 @@ def _score_test_sources(
     ]
 
 
+def card_evaluation(card: Mapping[str, Any], evaluation: EvaluationSettings) -> EvaluationSettings:
+    """Return a recipe's evaluation settings with the instance settings its model card chose."""
+    chosen = {
+        key: value
+        for key, value in (card.get("instances") or {}).items()
+        if key in EvaluationSettings.model_fields and key != "iou_thresholds"
+    }
+    return evaluation.model_copy(update=chosen)
+
+
 def score_model(
     model: str | os.PathLike[str], *, tta: bool = False, device: str = "cpu"
 ) -> dict[str, Any]:
@@ -1650,12 +1660,7 @@ def score_model(
     config = parse_train_config(yaml.safe_load(recipe), where=f"card of {str(model)!r}")
     if not config.test:
         raise ConfigError(f"the recipe of {str(model)!r} names no test data")
-    chosen = {
-        key: value
-        for key, value in (card.get("instances") or {}).items()
-        if key in EvaluationSettings.model_fields and key != "iou_thresholds"
-    }
-    evaluation = config.evaluation.model_copy(update=chosen)
+    evaluation = card_evaluation(card, config.evaluation)
     test_sources = [load_source(s, native=True, context=spec.context) for s in config.test]
     per_source = _score_test_sources(
         config, network, spec, test_sources, evaluation=evaluation, device=device, tta=tta
