@@ -476,3 +476,54 @@ def test_float16_weights_are_what_the_card_scored(tiny_data, tmp_path):
     for key, value in card["metrics"]["held_out"].items():
         if key != "prediction_mvoxel_per_s":
             assert rescored[key] == pytest.approx(value, abs=1e-6), key
+
+
+def test_recalibration_changes_the_card_not_the_model(trained, tiny_data, tmp_path):
+    """New evaluation settings without retraining: a new folder, same weights."""
+    from typer.testing import CliRunner
+
+    from vemkit.cli.main import app
+    from vemkit.pipelines.train import recalibrate_model, score_model
+
+    original = (trained.model / "model.json").read_text()
+    evaluation = {
+        "calibrate_thresholds": True,
+        "instance_candidates": ["boundary_watershed_3d", "connected_components_3d"],
+        "min_size_nm3": 1000,
+        "min_seed_size_nm3": 5000,
+    }
+    config = parse_train_config(
+        recipe(tiny_data, output=str(trained.output), evaluation=evaluation)
+    )
+    out = tmp_path / "recalibrated"
+    card = recalibrate_model(trained.model, config, output=out, command="test")
+    assert (trained.model / "model.json").read_text() == original
+    assert (out / "model.safetensors").read_bytes() == (
+        trained.model / "model.safetensors"
+    ).read_bytes()
+    assert card["instances"]["min_seed_size_nm3"] == 5000
+    assert card["instances"]["instances"] in evaluation["instance_candidates"]
+    assert card["instances"]["calibrated_on"] == "validation"
+    assert "instance_candidates" in card["recipe"]
+    (step,) = card["recalibrations"]
+    assert step["previous"]["held_out"] == trained.card["metrics"]["held_out"]
+    assert load_model(out)[2]["metrics"]["held_out"] == card["metrics"]["held_out"]
+    rescored = score_model(out)
+    assert rescored["held_out"]["object_f1_at"] == card["metrics"]["held_out"]["object_f1_at"]
+
+    retrained = parse_train_config(recipe(tiny_data, epochs=5, evaluation=evaluation))
+    with pytest.raises(ConfigError, match="changes epochs"):
+        recalibrate_model(trained.model, retrained, output=tmp_path / "x")
+    with pytest.raises(ConfigError, match="new folder"):
+        recalibrate_model(trained.model, config, output=trained.model)
+    with pytest.raises(ConfigError, match="already exists"):
+        recalibrate_model(trained.model, config, output=out)
+
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe(tiny_data, evaluation=evaluation)))
+    result = CliRunner().invoke(
+        app, ["models", "recalibrate", str(trained.model), str(path), "-o", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "held-out metric" in result.output
+    assert "min_seed_size_nm3 5000" in result.output

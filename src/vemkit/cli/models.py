@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from vemkit.cli.common import handle_errors
+from vemkit.cli.common import OverwriteOption, ThreadsOption, handle_errors, set_threads
 
 models_app = typer.Typer(
     name="models",
@@ -161,6 +161,56 @@ def models_score_command(
             _score_line(key, value, card.get(key))
     for source in result["per_source"]:
         _interval_line(source)
+
+
+@models_app.command("recalibrate")
+@handle_errors
+def models_recalibrate_command(
+    name: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
+    recipe: Annotated[
+        str, typer.Argument(help="The model's recipe with new evaluation settings (YAML).")
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="New model folder.")],
+    device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    threads: ThreadsOption = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Re-choose a model's instance settings and re-measure it, without retraining.
+
+    Only the recipe's evaluation section (and notes) may differ from the one the model
+    was trained with. Thresholds (and the instance method, with instance_candidates) are
+    chosen on the validation sources; the weights are copied unchanged to OUTPUT.
+    """
+    import shlex
+
+    from vemkit.pipelines.train import load_train_config, recalibrate_model
+
+    config, text = load_train_config(recipe)
+    set_threads(threads)
+    card = recalibrate_model(
+        name,
+        config,
+        output=output,
+        recipe_text=text,
+        command=shlex.join(["vemkit", "models", "recalibrate", name, recipe, "-o", output]),
+        overwrite=overwrite,
+        device=device,
+    )
+    previous = card["recalibrations"][-1]["previous"]
+    typer.echo(f"{card.get('name', name)} recalibrated into {output}")
+    instances = card.get("instances") or {}
+    typer.echo(
+        "  instances: "
+        + ", ".join(f"{k} {v}" for k, v in instances.items() if k != "calibrated_on")
+    )
+    typer.echo(f"  {'held-out metric':34s} {'now':>9s} {'before':>9s}")
+    before = previous.get("held_out") or {}
+    for key, value in card["metrics"]["held_out"].items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                _score_line(f"{key} {sub}", subvalue, (before.get(key) or {}).get(sub))
+        else:
+            _score_line(key, value, before.get(key))
 
 
 def _interval_line(source: dict[str, Any]) -> None:

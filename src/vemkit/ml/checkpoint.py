@@ -39,6 +39,7 @@ __all__ = [
     "read_model_info",
     "round_to_float16",
     "save_model",
+    "write_model_card",
 ]
 
 logger = logging.getLogger(__name__)
@@ -149,6 +150,27 @@ def read_model_info(path: str | os.PathLike[str]) -> tuple[UNetConfig, dict[str,
     config = UNetConfig.from_dict(info.get("network", {}))
     card = info.get("card") or {}
     return config, dict(card)
+
+
+def write_model_card(path: str | os.PathLike[str], card: Mapping[str, Any]) -> None:
+    """Replace the card of a saved model, atomically; its weights and network stay as they are."""
+    folder = Path(path)
+    info_path = folder / CONFIG_FILE
+    config, _ = read_model_info(folder)
+    try:
+        text = json.dumps(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "network": config.to_dict(),
+                "card": dict(card),
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"model card is not JSON-serialisable: {error}") from None
+    _replace_atomically(info_path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
 
 
 _WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}

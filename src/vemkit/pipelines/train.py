@@ -54,7 +54,13 @@ from vemkit.io.registry import open_layer
 from vemkit.measure.metrics import evaluate
 from vemkit.measure.uncertainty import bootstrap_scores
 from vemkit.ml.augment import Augmenter
-from vemkit.ml.checkpoint import load_weights, read_model_info, round_to_float16, save_model
+from vemkit.ml.checkpoint import (
+    load_weights,
+    read_model_info,
+    round_to_float16,
+    save_model,
+    write_model_card,
+)
 from vemkit.ml.losses import BCEDiceLoss, CrossEntropyLoss, RegressionLoss
 from vemkit.ml.networks import UNetConfig, build_network, count_parameters, freeze_encoder
 from vemkit.ml.normalize import Normalization, fit_normalization
@@ -98,6 +104,7 @@ __all__ = [
     "choose_instance_settings",
     "convert_labels",
     "load_train_config",
+    "recalibrate_model",
     "run_training",
     "score_model",
 ]
@@ -1463,6 +1470,30 @@ def _tolerant_scores(
     return precision, recall, f1
 
 
+# The evaluation settings a model card keeps for `vemkit segment` and re-scoring.
+_CARD_INSTANCE_KEYS = {
+    "instances",
+    "foreground_threshold",
+    "boundary_threshold",
+    "min_size_nm3",
+    "min_seed_size_nm3",
+}
+
+
+def _choose_on_validation(
+    config: TrainConfig, network: torch.nn.Module, spec: ModelSpec, *, device: str
+) -> dict[str, Any]:
+    """Instance settings chosen on the validation sources, or ``{}`` if not asked for."""
+    if not (
+        config.evaluation.calibrate_thresholds
+        and config.validation
+        and config.target.type in ("binary", "foreground_boundary")
+    ):
+        return {}
+    sources = [load_source(s, native=True, context=spec.context) for s in config.validation]
+    return _calibrate(config, network, spec, sources, device=device)
+
+
 def _calibrate(
     config: TrainConfig,
     network: torch.nn.Module,
@@ -1676,6 +1707,121 @@ def score_model(
     }
 
 
+def recalibrate_model(
+    model: str | os.PathLike[str],
+    config: TrainConfig,
+    *,
+    output: str | os.PathLike[str],
+    recipe_text: str | None = None,
+    command: str | None = None,
+    overwrite: bool = False,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Apply a recipe's new ``evaluation`` settings to a trained model, without retraining.
+
+    The instance settings are chosen again on the recipe's validation sources (when
+    ``calibrate_thresholds``), the held-out metrics are measured again, and the model is
+    written to ``output`` with its weights unchanged and an updated card (recipe,
+    instance settings, metrics, and a ``recalibrations`` entry with the previous ones).
+
+    Parameters
+    ----------
+    model : str or path
+        Shipped model name or model folder, trained by ``vemkit train``.
+    config : TrainConfig
+        The model's recipe; only ``evaluation`` and ``notes`` may differ from the card's.
+    output : path-like
+        New model folder (the model itself is never modified).
+    recipe_text : str, optional
+        The recipe file's text for the card (default: ``config`` as YAML).
+    command : str, optional
+        The command line (recorded).
+    overwrite : bool
+        Replace an existing model folder at ``output``.
+    device : str
+        Where the network runs.
+
+    Returns
+    -------
+    dict
+        The new card.
+
+    Raises
+    ------
+    ConfigError
+        If the recipe changes anything but the evaluation, or ``output`` is taken.
+    """
+    source = resolve_model(model)
+    folder = Path(output)
+    if folder.resolve() == source.resolve():
+        raise ConfigError("write the recalibrated model to a new folder; the model is not modified")
+    if folder.exists() and not overwrite:
+        raise ConfigError(f"output {str(folder)!r} already exists; choose another or --overwrite")
+    if folder.exists() and not (folder / "model.json").is_file():
+        raise ConfigError(f"refusing to overwrite {str(folder)!r}: it is not a vemkit model folder")
+    network, spec, card = load_predictor(source, device=device)
+    if not isinstance(card.get("recipe"), str):
+        raise ConfigError(f"model {str(model)!r} was not trained by `vemkit train`; no recipe")
+    trained = parse_train_config(yaml.safe_load(card["recipe"]), where=f"card of {str(model)!r}")
+    neutral = {
+        "evaluation": config.evaluation,
+        "notes": config.notes,
+        "device": "cpu",
+        "output": "",
+    }
+    if trained.model_copy(update=neutral) != config.model_copy(update=neutral):
+        changed = [
+            name
+            for name in TrainConfig.model_fields
+            if name not in neutral and getattr(trained, name) != getattr(config, name)
+        ]
+        raise ConfigError(
+            f"the recipe changes {', '.join(changed)} of the trained model; only evaluation "
+            "(and notes) can change without retraining: use vemkit train"
+        )
+    instances = config.evaluation.model_dump(include=_CARD_INSTANCE_KEYS)
+    chosen = _choose_on_validation(config, network, spec, device=device)
+    evaluation = config.evaluation.model_copy(update=chosen)
+    if chosen:
+        instances.update(chosen, calibrated_on="validation")
+    test_sources = [load_source(s, native=True, context=spec.context) for s in config.test]
+    per_source = _score_test_sources(
+        config, network, spec, test_sources, evaluation=evaluation, device=device
+    )
+    previous = {
+        "instances": card.get("instances"),
+        "held_out": (card.get("metrics") or {}).get("held_out"),
+        "recipe": card.get("recipe"),
+    }
+    new_card = {
+        **card,
+        "instances": instances,
+        "recipe": recipe_text
+        if recipe_text is not None
+        else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
+        "notes": list(config.notes),
+        "metrics": {"held_out": _summarise(per_source), "per_source": per_source},
+        "recalibrations": [
+            *(card.get("recalibrations") or []),
+            {
+                "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                "command": command,
+                "machine": _machine(device),
+                "previous": previous,
+            },
+        ],
+    }
+    tmp = folder.with_name(f".{folder.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(source, tmp)
+    write_model_card(tmp, new_card)
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+    return new_card
+
+
 def _summarise(per_source: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Mean of each scalar metric (and of object F1 per threshold) over the test sources."""
     summary: dict[str, Any] = {}
@@ -1886,15 +2032,7 @@ def run_training(
         "context_sections": context,
         "patch_shape": list(config.patch_shape),
         "prediction": config.prediction.model_dump(),
-        "instances": config.evaluation.model_dump(
-            include={
-                "instances",
-                "foreground_threshold",
-                "boundary_threshold",
-                "min_size_nm3",
-                "min_seed_size_nm3",
-            }
-        ),
+        "instances": config.evaluation.model_dump(include=_CARD_INSTANCE_KEYS),
         "vemkit_version": vemkit.__version__,
     }
     log.info(
@@ -1937,12 +2075,9 @@ def run_training(
     network.eval()
     card["weights_dtype"] = config.weights_dtype
     spec = ModelSpec.from_card(unet_config, card, name=config.name)
-    evaluation = config.evaluation
-    calibrate = evaluation.calibrate_thresholds and config.validation
-    if calibrate and config.target.type in ("binary", "foreground_boundary"):
-        native_val = [load_source(s, native=True, context=context) for s in config.validation]
-        chosen = _calibrate(config, network, spec, native_val, device=config.device)
-        evaluation = evaluation.model_copy(update=chosen)
+    chosen = _choose_on_validation(config, network, spec, device=config.device)
+    evaluation = config.evaluation.model_copy(update=chosen)
+    if chosen:
         card["instances"].update(chosen, calibrated_on="validation")
     per_source = _score_test_sources(
         config, network, spec, test_sources, evaluation=evaluation, device=config.device
