@@ -293,7 +293,7 @@ def test_an_unfinished_fold_is_trained_again(crossval, tmp_path):
 
 
 def test_recipes_written_by_an_older_vemkit_still_resume(crossval, tmp_path):
-    """A field added since (stored without it) is not a change, nor is the device."""
+    """A field added since (stored without it) is not a change, nor are device and notes."""
     config, first = crossval
     copy = tmp_path / "copy"
     shutil.copytree(first.output, copy)
@@ -304,7 +304,8 @@ def test_recipes_written_by_an_older_vemkit_still_resume(crossval, tmp_path):
     stored = yaml.safe_load(fold_recipe.read_text())
     del stored["evaluation"]["instance_candidates"]
     fold_recipe.write_text(yaml.safe_dump(stored))
-    resumed = run_crossval(config.model_copy(update={"device": "cpu:0"}), folds=3, output=copy)
+    reworded = config.model_copy(update={"device": "cpu:0", "notes": ["a new note"]})
+    resumed = run_crossval(reworded, folds=3, output=copy)
     assert all(f["reused"] for f in resumed.report["per_fold"])
 
 

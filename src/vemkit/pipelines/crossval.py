@@ -316,7 +316,8 @@ def _same_recipe(stored: Any, config: TrainConfig) -> bool:
     """Whether a stored recipe (a mapping) trains what ``config`` trains.
 
     Both are compared as parsed recipes, so fields added to vemkit since (with their
-    defaults) do not count as changes; ``device`` and ``output`` never do.
+    defaults) do not count as changes; ``device``, ``output``, ``description`` and
+    ``notes`` never do.
     """
     if not isinstance(stored, dict):
         return False
@@ -324,7 +325,7 @@ def _same_recipe(stored: Any, config: TrainConfig) -> bool:
         parsed = parse_train_config(stored)
     except ConfigError:
         return False
-    neutral = {"device": "cpu", "output": ""}
+    neutral = {"device": "cpu", "output": "", "description": "", "notes": []}
     return parsed.model_copy(update=neutral) == config.model_copy(update=neutral)
 
 
