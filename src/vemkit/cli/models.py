@@ -89,7 +89,13 @@ def models_show_command(
             f"  instances: {instances['instances']}, foreground > "
             f"{instances.get('foreground_threshold')}, boundary < "
             f"{instances.get('boundary_threshold')}, min size "
-            f"{instances.get('min_size_nm3', 0):g} nm³{calibrated}"
+            f"{instances.get('min_size_nm3', 0):g} nm³"
+            + (
+                f", seeds of at least {instances['min_seed_size_nm3']:g} nm³"
+                if instances.get("min_seed_size_nm3")
+                else ""
+            )
+            + calibrated
         )
     metrics = key_metrics(card)
     if metrics:
