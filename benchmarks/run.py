@@ -175,6 +175,16 @@ def run(command: list[str], *, markdown: bool = False) -> tuple[int, float, floa
     return process.returncode, wall, usage.ru_maxrss / 1024.0, output
 
 
+# Hand-written experiment notes follow this line in BENCHMARKS.md; a new run keeps them.
+NOTES_MARKER = "<!-- Experiment notes below are written by hand; benchmarks/run.py keeps them. -->"
+
+
+def kept_notes(previous: str) -> str:
+    """Return the marker and the hand-written notes of a previous report ('' if none)."""
+    index = previous.find(NOTES_MARKER)
+    return previous[index:] if index >= 0 else ""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few minutes")
@@ -219,7 +229,11 @@ def main() -> int:
             else:
                 lines += ["```", output.strip()[-4000:], "```", ""]
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text("\n".join(lines))
+    notes = kept_notes(args.output.read_text()) if args.output.is_file() else ""
+    text = "\n".join(lines) + ("\n" + notes if notes else "")
+    temporary = args.output.with_name(args.output.name + ".tmp")
+    temporary.write_text(text)
+    temporary.replace(args.output)
     print(f"wrote {args.output}", file=sys.stderr)
     return 1 if failures else 0
 
