@@ -309,6 +309,35 @@ def test_recipes_written_by_an_older_vemkit_still_resume(crossval, tmp_path):
     assert all(f["reused"] for f in resumed.report["per_fold"])
 
 
+def test_new_evaluation_settings_reuse_the_trained_folds(crossval, tubes, tmp_path):
+    config, first = crossval
+    copy = tmp_path / "copy"
+    shutil.copytree(first.output, copy)
+    cards = {p: p.read_bytes() for p in copy.glob("fold-*/model/model.json")}
+    data = tube_recipe(tubes)
+    data["evaluation"] = {
+        **data["evaluation"],
+        "instance_candidates": ["boundary_watershed_3d", "connected_components_3d"],
+        "min_seed_size_nm3": 2000,
+    }
+    changed = run_crossval(parse_train_config(data), folds=3, output=copy)
+    folds = changed.report["per_fold"]
+    assert all(f["reused"] and f["evaluation_recalibrated"] for f in folds)
+    assert all(
+        f["scores"]["instance_method"] in data["evaluation"]["instance_candidates"] for f in folds
+    )
+    assert {p: p.read_bytes() for p in copy.glob("fold-*/model/model.json")} == cards
+    # the plan now records the new settings, and the same command again reuses as before
+    plan = json.loads((copy / "folds.json").read_text())
+    assert plan["recipe"]["evaluation"]["min_seed_size_nm3"] == 2000
+    again = run_crossval(parse_train_config(data), folds=3, output=copy)
+    assert again.report["pooled"] == changed.report["pooled"]
+    # back to the original settings: the folds' own cards serve again
+    original = run_crossval(config, folds=3, output=copy)
+    assert not any(f["evaluation_recalibrated"] for f in original.report["per_fold"])
+    assert original.report["pooled"] == first.report["pooled"]
+
+
 def test_other_folders_are_never_overwritten(crossval, tmp_path):
     config, _ = crossval
     folder = tmp_path / "mine"

@@ -39,6 +39,7 @@ from vemkit.pipelines.train import (
     DataSource,
     SegmentedRegion,
     TrainConfig,
+    _choose_on_validation,
     _machine,
     _predict_source,
     card_evaluation,
@@ -312,12 +313,13 @@ class CrossValidation:
     seconds: float
 
 
-def _same_recipe(stored: Any, config: TrainConfig) -> bool:
+def _same_recipe(stored: Any, config: TrainConfig, *, but_evaluation: bool = False) -> bool:
     """Whether a stored recipe (a mapping) trains what ``config`` trains.
 
     Both are compared as parsed recipes, so fields added to vemkit since (with their
     defaults) do not count as changes; ``device``, ``output``, ``description`` and
-    ``notes`` never do.
+    ``notes`` never do, nor ``evaluation`` with ``but_evaluation`` (it is applied after
+    training).
     """
     if not isinstance(stored, dict):
         return False
@@ -325,7 +327,9 @@ def _same_recipe(stored: Any, config: TrainConfig) -> bool:
         parsed = parse_train_config(stored)
     except ConfigError:
         return False
-    neutral = {"device": "cpu", "output": "", "description": "", "notes": []}
+    neutral: dict[str, Any] = {"device": "cpu", "output": "", "description": "", "notes": []}
+    if but_evaluation:
+        neutral["evaluation"] = config.evaluation
     return parsed.model_copy(update=neutral) == config.model_copy(update=neutral)
 
 
@@ -349,12 +353,13 @@ def _check_output(
         else:
             stored = json.loads(plan_file.read_text(encoding="utf-8"))
             if stored.get("folds") != record["folds"] or not _same_recipe(
-                stored.get("recipe"), config
+                stored.get("recipe"), config, but_evaluation=True
             ):
                 raise ConfigError(
                     f"{str(folder)!r} holds a cross-validation of another recipe or fold "
                     "plan; choose another output or pass --overwrite"
                 )
+            _write_json(plan_file, record)  # evaluation settings may have changed
             return True
     folder.mkdir(parents=True, exist_ok=True)
     _write_json(plan_file, record)
@@ -368,16 +373,22 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _finished(fold_dir: Path, recipe: TrainConfig) -> bool:
-    """Whether ``fold_dir`` holds a finished training of exactly this fold recipe."""
+def _finished(fold_dir: Path, recipe: TrainConfig) -> str | None:
+    """Tell what ``fold_dir`` holds of this fold.
+
+    ``"same"``: a model of this recipe; ``"weights"``: a model of the same training with
+    other evaluation settings; ``None``: nothing finished that serves.
+    """
     path = fold_dir / RECIPE_FILE
     if not ((fold_dir / MODEL_DIR / "model.json").is_file() and path.is_file()):
-        return False
+        return None
     try:
         stored = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError:
-        return False
-    return _same_recipe(stored, recipe)
+        return None
+    if _same_recipe(stored, recipe):
+        return "same"
+    return "weights" if _same_recipe(stored, recipe, but_evaluation=True) else None
 
 
 _SPREAD_KEYS = ("foreground_iou", "boundary_iou", "foreground_f1", "weighted_f1", "macro_f1")
@@ -464,8 +475,10 @@ def run_crossval(
 
     Each fold is trained with :func:`~vemkit.pipelines.train.run_training` into
     ``OUTPUT/fold-K`` (a complete training output with its model); a fold whose model
-    exists with the same recipe is reused, so an interrupted run resumes. The results
-    go to ``OUTPUT/crossval.json``.
+    exists with the same recipe is reused, so an interrupted run resumes. A recipe that
+    changes only ``evaluation:`` reuses the trained folds too: their instance settings
+    are chosen again on their validation sections (the fold folders are not changed).
+    The results go to ``OUTPUT/crossval.json``.
 
     Parameters
     ----------
@@ -510,14 +523,19 @@ def run_crossval(
     per_fold: list[dict[str, Any]] = []
     for fold, recipe, text in zip(plan, recipes, texts, strict=True):
         fold_dir = folder / f"fold-{fold.index}"
-        reused = resume and _finished(fold_dir, recipe)
+        found = _finished(fold_dir, recipe) if resume else None
+        reused = found is not None
         log.info(
             "fold %d/%d: test sections %d-%d%s",
             fold.index + 1,
             len(plan),
             fold.test[0],
             fold.test[1] - 1,
-            " (trained before, reused)" if reused else "",
+            {
+                None: "",
+                "same": " (trained before, reused)",
+                "weights": " (trained before; new evaluation settings chosen again)",
+            }[found],
         )
         if not reused:
             run_training(
@@ -529,7 +547,12 @@ def run_crossval(
                 progress=progress,
             )
         network, spec, card = load_predictor(fold_dir / MODEL_DIR, device=recipe.device)
-        evaluation = card_evaluation(card, recipe.evaluation)
+        if found == "weights":
+            # trained with other evaluation settings: choose this recipe's on validation
+            chosen = _choose_on_validation(recipe, network, spec, device=recipe.device)
+            evaluation = recipe.evaluation.model_copy(update=chosen)
+        else:
+            evaluation = card_evaluation(card, recipe.evaluation)
         loaded = load_source(recipe.test[0], native=True, context=spec.context)
         maps = _predict_source(network, spec, loaded, device=recipe.device)
         region = segment_outputs(
@@ -567,6 +590,7 @@ def run_crossval(
                 **fold.to_dict(),
                 "model": f"{fold_dir.name}/{MODEL_DIR}",  # relative to the output folder
                 "reused": reused,
+                "evaluation_recalibrated": found == "weights",
                 "epochs_run": training.get("epochs_run"),
                 "best_epoch": training.get("best_epoch"),
                 "train_seconds": training.get("train_seconds"),
