@@ -60,6 +60,24 @@ def _replace_atomically(path: Path, write: Any) -> None:
             temporary.unlink()
 
 
+def _model_json(config: UNetConfig, card: Mapping[str, Any]) -> str:
+    """Render the text of ``model.json``: format, the network config and the card."""
+    try:
+        text = json.dumps(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "network": config.to_dict(),
+                "card": dict(card),
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"model card is not JSON-serialisable: {error}") from None
+    return text + "\n"
+
+
 def save_model(
     path: str | os.PathLike[str],
     model: nn.Module,
@@ -94,20 +112,7 @@ def save_model(
         raise ConfigError(f"weights_dtype must be 'float32' or 'float16', got {weights_dtype!r}")
     if not isinstance(config, UNetConfig):
         raise ConfigError(f"save_model needs the UNetConfig of the model, got {config!r}")
-    card_dict = dict(card or {})
-    try:
-        text = json.dumps(
-            {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "network": config.to_dict(),
-                "card": card_dict,
-            },
-            indent=2,
-            sort_keys=True,
-        )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"model card is not JSON-serialisable: {error}") from None
+    text = _model_json(config, card or {})
     dtype = _WEIGHT_DTYPES[weights_dtype]
     if dtype == torch.float16:
         _check_float16_range(model)
@@ -120,7 +125,7 @@ def save_model(
     # Bytes through Python's open(), not save_file: its file is private (0600), and a
     # facility's colleagues must be able to read a shared model.
     _replace_atomically(folder / WEIGHTS_FILE, lambda p: p.write_bytes(save(tensors)))
-    _replace_atomically(folder / CONFIG_FILE, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    _replace_atomically(folder / CONFIG_FILE, lambda p: p.write_text(text, encoding="utf-8"))
     logger.debug("saved model to %s", folder)
     return folder
 
@@ -155,22 +160,9 @@ def read_model_info(path: str | os.PathLike[str]) -> tuple[UNetConfig, dict[str,
 def write_model_card(path: str | os.PathLike[str], card: Mapping[str, Any]) -> None:
     """Replace the card of a saved model, atomically; its weights and network stay as they are."""
     folder = Path(path)
-    info_path = folder / CONFIG_FILE
     config, _ = read_model_info(folder)
-    try:
-        text = json.dumps(
-            {
-                "format": FORMAT,
-                "format_version": FORMAT_VERSION,
-                "network": config.to_dict(),
-                "card": dict(card),
-            },
-            indent=2,
-            sort_keys=True,
-        )
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"model card is not JSON-serialisable: {error}") from None
-    _replace_atomically(info_path, lambda p: p.write_text(text + "\n", encoding="utf-8"))
+    text = _model_json(config, card)
+    _replace_atomically(folder / CONFIG_FILE, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 _WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
