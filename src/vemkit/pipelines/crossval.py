@@ -32,6 +32,7 @@ from numpy.typing import NDArray
 
 from vemkit.errors import ConfigError
 from vemkit.measure.uncertainty import bootstrap_scores, default_blocks
+from vemkit.ml.checkpoint import CONFIG_FILE
 from vemkit.pipelines.predict import load_predictor
 from vemkit.pipelines.train import (
     MODEL_DIR,
@@ -43,6 +44,7 @@ from vemkit.pipelines.train import (
     _machine,
     _predict_source,
     card_evaluation,
+    changed_fields,
     load_source,
     parse_train_config,
     run_training,
@@ -327,10 +329,10 @@ def _same_recipe(stored: Any, config: TrainConfig, *, but_evaluation: bool = Fal
         parsed = parse_train_config(stored)
     except ConfigError:
         return False
-    neutral: dict[str, Any] = {"device": "cpu", "output": "", "description": "", "notes": []}
-    if but_evaluation:
-        neutral["evaluation"] = config.evaluation
-    return parsed.model_copy(update=neutral) == config.model_copy(update=neutral)
+    ignore = ("device", "output", "description", "notes")
+    return not changed_fields(
+        parsed, config, ignore=(*ignore, "evaluation") if but_evaluation else ignore
+    )
 
 
 def _check_output(
@@ -380,7 +382,7 @@ def _finished(fold_dir: Path, recipe: TrainConfig) -> str | None:
     other evaluation settings; ``None``: nothing finished that serves.
     """
     path = fold_dir / RECIPE_FILE
-    if not ((fold_dir / MODEL_DIR / "model.json").is_file() and path.is_file()):
+    if not ((fold_dir / MODEL_DIR / CONFIG_FILE).is_file() and path.is_file()):
         return None
     try:
         stored = yaml.safe_load(path.read_text(encoding="utf-8"))

@@ -55,6 +55,7 @@ from vemkit.measure.metrics import evaluate
 from vemkit.measure.uncertainty import bootstrap_scores
 from vemkit.ml.augment import Augmenter
 from vemkit.ml.checkpoint import (
+    CONFIG_FILE,
     load_weights,
     read_model_info,
     round_to_float16,
@@ -101,6 +102,7 @@ __all__ = [
     "TrainConfig",
     "TrainingOutcome",
     "build_model",
+    "changed_fields",
     "choose_instance_settings",
     "convert_labels",
     "load_train_config",
@@ -1640,6 +1642,15 @@ def _score_test_sources(
     ]
 
 
+def changed_fields(a: TrainConfig, b: TrainConfig, *, ignore: Sequence[str] = ()) -> list[str]:
+    """Return the top-level recipe fields in which ``a`` and ``b`` differ, except ``ignore``."""
+    return [
+        name
+        for name in TrainConfig.model_fields
+        if name not in ignore and getattr(a, name) != getattr(b, name)
+    ]
+
+
 def card_evaluation(card: Mapping[str, Any], evaluation: EvaluationSettings) -> EvaluationSettings:
     """Return a recipe's evaluation settings with the instance settings its model card chose."""
     chosen = {
@@ -1757,24 +1768,14 @@ def recalibrate_model(
         raise ConfigError("write the recalibrated model to a new folder; the model is not modified")
     if folder.exists() and not overwrite:
         raise ConfigError(f"output {str(folder)!r} already exists; choose another or --overwrite")
-    if folder.exists() and not (folder / "model.json").is_file():
+    if folder.exists() and not (folder / CONFIG_FILE).is_file():
         raise ConfigError(f"refusing to overwrite {str(folder)!r}: it is not a vemkit model folder")
     network, spec, card = load_predictor(source, device=device)
     if not isinstance(card.get("recipe"), str):
         raise ConfigError(f"model {str(model)!r} was not trained by `vemkit train`; no recipe")
     trained = parse_train_config(yaml.safe_load(card["recipe"]), where=f"card of {str(model)!r}")
-    neutral = {
-        "evaluation": config.evaluation,
-        "notes": config.notes,
-        "device": "cpu",
-        "output": "",
-    }
-    if trained.model_copy(update=neutral) != config.model_copy(update=neutral):
-        changed = [
-            name
-            for name in TrainConfig.model_fields
-            if name not in neutral and getattr(trained, name) != getattr(config, name)
-        ]
+    changed = changed_fields(trained, config, ignore=("evaluation", "notes", "device", "output"))
+    if changed:
         raise ConfigError(
             f"the recipe changes {', '.join(changed)} of the trained model; only evaluation "
             "(and notes) can change without retraining: use vemkit train"
