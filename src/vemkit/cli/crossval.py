@@ -53,7 +53,7 @@ def crossval_command(
     volume. Every section is predicted once, by the fold that left it out, and all are
     scored together (OUTPUT/crossval.json). Rerun the same command to resume.
     """
-    from vemkit.pipelines.crossval import CROSSVAL_FILE, run_crossval
+    from vemkit.pipelines.crossval import CROSSVAL_FILE, run_crossval, summarise_crossval
     from vemkit.pipelines.train import load_train_config
 
     recipe, _ = load_train_config(config)
@@ -81,8 +81,7 @@ def crossval_command(
     )
     report = result.report
     first, stop = report["sections"]
-    trained = [f for f in report["per_fold"] if not f["reused"]]
-    reused = len(report["per_fold"]) - len(trained)
+    reused = sum(f["reused"] for f in report["per_fold"])
     typer.echo(
         f"{report['folds']}-fold cross-validation of {recipe.name} over sections "
         f"{first}-{stop - 1} in {result.seconds / 60:.1f} min"
@@ -107,17 +106,19 @@ def crossval_command(
             line += f"  {scores.get('n_gt', '-'):>7}"
         typer.echo(line)
     pooled = report["pooled"]
+    metrics = summarise_crossval(report)["metrics"]
     intervals = pooled.get("confidence_intervals") or {}
-    masks = pooled.get("mask_confidence_intervals") or ({} if has_objects else intervals)
+    masks = pooled.get("mask_confidence_intervals") or {}
     blocks = f"95% CI over {intervals.get('n_blocks', masks.get('n_blocks'))} blocks"
     typer.echo(f"  all folds together ({blocks}):")
     if key:
-        value = _score(masks.get("iou")) if masks else _cell(pooled.get(key))
+        entry = metrics[key]
+        value = _score(entry) if entry["low"] is not None else _cell(entry["value"])
         typer.echo(f"    {key.replace('_', ' ')}: {value}")
     if has_objects:
         typer.echo(f"    instances' foreground IoU: {_score(intervals.get('iou'))}")
-        for t, entry in (intervals.get("f1_at") or {}).items():
-            typer.echo(f"    object F1@{t}: {_score(entry)}")
-    if has_objects:
+        for name, entry in metrics.items():
+            if name.startswith("object_f1@"):
+                typer.echo(f"    object F1@{name.removeprefix('object_f1@')}: {_score(entry)}")
         typer.echo(f"  objects: {pooled['n_pred']} predicted, {pooled['n_gt']} true")
     typer.echo(f"report: {Path(folder) / CROSSVAL_FILE}")

@@ -417,39 +417,31 @@ def _spread(per_fold: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+_PLOTTED = {
+    "foreground_iou": "foreground IoU",
+    "boundary_iou": "boundary IoU",
+    "weighted_f1": "weighted F1",
+    "object_f1@0.5": "object F1@0.5",
+}
+
+
+def _fold_score(scores: dict[str, Any], key: str) -> float | None:
+    """Look up a fold's score by a :func:`summarise_crossval` metric key."""
+    if key.startswith("object_f1@"):
+        return (scores.get("object_f1_at") or {}).get(key.removeprefix("object_f1@"))
+    return scores.get(key)
+
+
 def _plot(report: dict[str, Any], path: Path) -> None:
-    """Bar chart of the folds' main scores with the pooled score and its interval."""
-    pooled_scores = report["pooled"]
-    intervals = pooled_scores.get("mask_confidence_intervals") or (
-        pooled_scores.get("confidence_intervals") if "object_f1_at" not in pooled_scores else None
-    )
-    intervals = intervals or {}
-    names = {
-        "foreground_iou": ("foreground IoU", intervals.get("iou")),
-        "boundary_iou": ("boundary IoU", intervals.get("iou")),
-        "weighted_f1": ("weighted F1", None),
-    }
+    """Dot chart of the folds' main scores with the pooled score and its interval."""
+    metrics = summarise_crossval(report)["metrics"]
     scores: dict[str, list[float | None]] = {}
     pooled: dict[str, tuple[float, float | None, float | None]] = {}
-    for key, (label, interval) in names.items():
-        if key in report["pooled"]:
-            scores[label] = [fold["scores"].get(key) for fold in report["per_fold"]]
-            pooled[label] = (report["pooled"][key], None, None)
-            if interval:
-                pooled[label] = (interval["value"], interval["low"], interval["high"])
-    if "object_f1_at" in report["pooled"]:
-        label = "object F1@0.5"
-        scores[label] = [
-            (fold["scores"].get("object_f1_at") or {}).get("0.5") for fold in report["per_fold"]
-        ]
-        object_intervals = pooled_scores.get("confidence_intervals") or {}
-        interval = (object_intervals.get("f1_at") or {}).get("0.5")
-        value = report["pooled"]["object_f1_at"].get("0.5") or 0.0
-        pooled[label] = (
-            (interval["value"], interval["low"], interval["high"])
-            if interval
-            else (value, None, None)
-        )
+    for key, label in _PLOTTED.items():
+        if key in metrics:
+            entry = metrics[key]
+            scores[label] = [_fold_score(fold["scores"], key) for fold in report["per_fold"]]
+            pooled[label] = (entry["value"] or 0.0, entry["low"], entry["high"])
     if not scores:
         return
     folds = [f"{fold['test'][0]}-{fold['test'][1] - 1}" for fold in report["per_fold"]]
