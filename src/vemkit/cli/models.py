@@ -158,13 +158,7 @@ def models_score_command(
         f"{result['model']} on its held-out data{' with --tta' if tta else ''} "
         f"({result['machine'].get('processor', '')}, {result['date']}):"
     )
-    typer.echo(f"  {'metric':34s} {'now':>9s} {'card':>9s}")
-    for key, value in result["held_out"].items():
-        if isinstance(value, dict):
-            for sub, subvalue in value.items():
-                _score_line(f"{key} {sub}", subvalue, (card.get(key) or {}).get(sub))
-        else:
-            _score_line(key, value, card.get(key))
+    _comparison("metric", result["held_out"], "card", card)
     for source in result["per_source"]:
         _interval_line(source)
 
@@ -209,14 +203,7 @@ def models_recalibrate_command(
         "  instances: "
         + ", ".join(f"{k} {v}" for k, v in instances.items() if k != "calibrated_on")
     )
-    typer.echo(f"  {'held-out metric':34s} {'now':>9s} {'before':>9s}")
-    before = previous.get("held_out") or {}
-    for key, value in card["metrics"]["held_out"].items():
-        if isinstance(value, dict):
-            for sub, subvalue in value.items():
-                _score_line(f"{key} {sub}", subvalue, (before.get(key) or {}).get(sub))
-        else:
-            _score_line(key, value, before.get(key))
+    _comparison("held-out metric", card["metrics"]["held_out"], "before", previous.get("held_out"))
 
 
 def _interval_line(source: dict[str, Any]) -> None:
@@ -244,6 +231,18 @@ def _interval_line(source: dict[str, Any]) -> None:
 def _clip(text: str, width: int) -> str:
     """``text`` cut to ``width`` characters, with an ellipsis when cut."""
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _comparison(title: str, now: dict[str, Any], label: str, other: dict[str, Any] | None) -> None:
+    """Print metrics now next to another set of them (a nested metric one row per key)."""
+    other = other or {}
+    typer.echo(f"  {title:34s} {'now':>9s} {label:>9s}")
+    for key, value in now.items():
+        if isinstance(value, dict):
+            for sub, subvalue in value.items():
+                _score_line(f"{key} {sub}", subvalue, (other.get(key) or {}).get(sub))
+        else:
+            _score_line(key, value, other.get(key))
 
 
 def _score_line(name: str, now: Any, card: Any) -> None:
