@@ -101,25 +101,21 @@ def test_pooled_objects_stay_apart_and_pooled_f1_sums_the_matches():
     assert len(np.unique(pooled.objects)) == 4  # 0 + three distinct objects
     assert pooled.objects_ignore == 4  # three true objects, then the ignore value
     assert np.count_nonzero(pooled.truth_objects == pooled.objects_ignore) == 1
-    size = VoxelSize.coerce((50.0, 10.0, 10.0))
-    pooled_scores = evaluate(
-        pooled.objects,
-        pooled.truth_objects,
-        voxel_size=size,
-        instance=True,
-        thresholds=(0.5,),
-        ignore_label=pooled.objects_ignore,
-    )
-    tp = n = 0
-    for region in regions:
-        scores = evaluate(
+
+    def object_scores(region):
+        return evaluate(
             region.objects,
             region.truth_objects,
-            voxel_size=size,
+            voxel_size=VoxelSize.coerce((50.0, 10.0, 10.0)),
             instance=True,
             thresholds=(0.5,),
             ignore_label=region.objects_ignore,
         )
+
+    pooled_scores = object_scores(pooled)
+    tp = n = 0
+    for region in regions:
+        scores = object_scores(region)
         tp += scores["instances"][0]["tp"]
         n += scores["n_pred"] + scores["n_gt"]
     assert tp == 2
