@@ -27,3 +27,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _restore_vemkit_log_levels():
+    """Undo the log levels a CLI command sets (epoch lines in batch jobs) after each test.
+
+    CLI tests run the commands in this process, so without this a command run by one
+    test would make another test's command log epochs, depending on test order.
+    """
+    import logging
+
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("vemkit")]
+    levels = {n: logging.getLogger(n).level for n in names}
+    yield
+    for name in logging.root.manager.loggerDict:
+        if name.startswith("vemkit"):
+            logging.getLogger(name).setLevel(levels.get(name, logging.NOTSET))
