@@ -16,7 +16,13 @@ from vemkit.cli.main import app
 from vemkit.errors import ConfigError
 from vemkit.geometry import VoxelSize
 from vemkit.measure.metrics import evaluate
-from vemkit.pipelines.crossval import CROSSVAL_FILE, plan_folds, pool_regions, run_crossval
+from vemkit.pipelines.crossval import (
+    CROSSVAL_FILE,
+    plan_folds,
+    pool_regions,
+    run_crossval,
+    summarise_crossval,
+)
 from vemkit.pipelines.train import SegmentedRegion, parse_train_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -263,6 +269,23 @@ def test_pooled_scores_are_the_folds_together(crossval):
     assert set(result.report["spread"]) >= {"foreground_iou", "object_f1@0.5"}
 
 
+def test_settings_chosen_on_the_other_folds_validation_sections(crossval):
+    """No fold's settings are chosen on a section of its own test block."""
+    _, result = crossval
+    report = result.report
+    choice = report["pooled_validation_choice"]
+    # validation sections: fold 0 -> 3, fold 1 -> 2, fold 2 -> 5 (tests 0-2, 3-5, 6-7)
+    assert [f["validation"] for f in report["per_fold"]] == [[[3, 4]], [[2, 3]], [[5, 6]]]
+    assert [f["chosen_on_sections"] for f in choice["per_fold"]] == [2, 1, 3]
+    assert choice["recipe_settings_chosen_on_sections"] == 3
+    assert choice["pooled"]["n_gt"] == report["pooled"]["n_gt"]
+    for fold in choice["per_fold"]:
+        assert set(fold["settings"]) == {"foreground_threshold", "boundary_threshold"}
+    assert set(choice["recipe_settings"]) == {"foreground_threshold", "boundary_threshold"}
+    summary = summarise_crossval(report)["pooled_validation_choice"]
+    assert summary["metrics"]["object_f1@0.5"]["value"] == choice["pooled"]["object_f1_at"]["0.5"]
+
+
 def test_a_rerun_reuses_finished_folds_and_a_changed_recipe_is_refused(crossval, tubes):
     config, first = crossval
     fold_model = first.output / "fold-1" / "model" / "model.safetensors"
@@ -334,6 +357,31 @@ def test_new_evaluation_settings_reuse_the_trained_folds(crossval, tubes, tmp_pa
     assert original.report["pooled"] == first.report["pooled"]
 
 
+def test_tta_reuses_the_trained_folds_and_predicts_with_flips(crossval, tmp_path, monkeypatch):
+    import vemkit.pipelines.train as train_module
+
+    config, first = crossval
+    copy = tmp_path / "copy"
+    shutil.copytree(first.output, copy)
+    calls = []
+    original = train_module.predict_block
+
+    def recording(*args, **kwargs):
+        calls.append(kwargs.get("tta"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "predict_block", recording)
+    result = run_crossval(config, folds=3, output=copy, tta=True)
+    folds = result.report["per_fold"]
+    assert result.report["tta"] is True
+    assert all(f["reused"] and f["evaluation_recalibrated"] for f in folds)
+    # per fold: its validation section (to choose the settings) and its test block
+    assert calls == [True] * 6
+    assert result.report["pooled"]["n_gt"] == first.report["pooled"]["n_gt"]
+    assert summarise_crossval(result.report)["tta"] is True
+    assert first.report["tta"] is False
+
+
 def test_other_folders_are_never_overwritten(crossval, tmp_path):
     config, _ = crossval
     folder = tmp_path / "mine"
@@ -355,6 +403,8 @@ def test_cli_crossval(tubes, tmp_path):
     assert "2-fold cross-validation of tiny-tubes over sections 0-7" in result.output
     assert "all folds together (95% CI over" in result.output
     assert "object F1@0.5: " in result.output
+    assert "each fold's settings chosen on the other folds' validation sections" in result.output
+    assert "settings chosen on all 2 validation sections: foreground_threshold" in result.output
     assert (out / CROSSVAL_FILE).is_file()
     bad = CliRunner().invoke(app, ["crossval", str(path), "--folds", "1", "-o", str(out)])
     assert bad.exit_code == 2
@@ -362,7 +412,6 @@ def test_cli_crossval(tubes, tmp_path):
 
 
 def test_a_model_shipped_with_its_crossval_report_shows_it(crossval, tmp_path):
-    from vemkit.pipelines.crossval import summarise_crossval
     from vemkit.pipelines.models import model_card
 
     _, result = crossval

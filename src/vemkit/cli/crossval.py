@@ -26,6 +26,11 @@ def _score(entry: dict[str, Any] | None) -> str:
     return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
 
 
+def _label(metric: str) -> str:
+    """``object_f1@0.5`` -> ``object F1@0.5``, ``foreground_iou`` -> ``foreground IoU``."""
+    return metric.replace("_iou", " IoU").replace("_f1", " F1").replace("_", " ")
+
+
 def _cell(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else "-" if value is None else str(value)
 
@@ -45,6 +50,14 @@ def crossval_command(
     device: RecipeDeviceOption = None,
     threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
+    tta: Annotated[
+        bool,
+        typer.Option(
+            "--tta",
+            help="Predict validation and test sections averaged over flips (reuses trained "
+            "folds; settings are chosen again on validation).",
+        ),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Cross-validate a recipe: train K models, each tested on sections it never saw.
@@ -69,6 +82,7 @@ def crossval_command(
         + (["--output", output] if output else [])
         + (["--device", device] if device else [])
         + (["--threads", str(threads)] if threads else [])
+        + (["--tta"] if tta else [])
     )
     result = run_crossval(
         recipe,
@@ -77,6 +91,7 @@ def crossval_command(
         recipe_path=config,
         command=command,
         overwrite=overwrite,
+        tta=tta,
         progress=cli_progress(quiet=quiet),
     )
     report = result.report
@@ -84,7 +99,7 @@ def crossval_command(
     reused = sum(f["reused"] for f in report["per_fold"])
     typer.echo(
         f"{report['folds']}-fold cross-validation of {recipe.name} over sections "
-        f"{first}-{stop - 1} in {result.seconds / 60:.1f} min"
+        f"{first}-{stop - 1}{' with --tta' if tta else ''} in {result.seconds / 60:.1f} min"
         + (f" ({reused} folds trained before, reused)" if reused else "")
     )
     key = next(
@@ -114,11 +129,26 @@ def crossval_command(
     if key:
         entry = metrics[key]
         value = _score(entry) if entry["low"] is not None else _cell(entry["value"])
-        typer.echo(f"    {key.replace('_', ' ')}: {value}")
+        typer.echo(f"    {_label(key)}: {value}")
     if has_objects:
         typer.echo(f"    instances' foreground IoU: {_score(intervals.get('iou'))}")
         for name, entry in metrics.items():
             if name.startswith("object_f1@"):
-                typer.echo(f"    object F1@{name.removeprefix('object_f1@')}: {_score(entry)}")
+                typer.echo(f"    {_label(name)}: {_score(entry)}")
         typer.echo(f"  objects: {pooled['n_pred']} predicted, {pooled['n_gt']} true")
+    choice = summarise_crossval(report).get("pooled_validation_choice")
+    if choice:
+        per_fold = report["pooled_validation_choice"]["per_fold"]
+        counts = sorted({f["chosen_on_sections"] for f in per_fold})
+        several = f"{counts[0]} to {counts[-1]}" if len(counts) > 1 else str(counts[0])
+        typer.echo(
+            "  each fold's settings chosen on the other folds' validation sections "
+            f"({several} sections instead of "
+            f"{sum(b - a for a, b in report['per_fold'][0]['validation'])}):"
+        )
+        for name, entry in choice["metrics"].items():
+            typer.echo(f"    {_label(name)}: {_score(entry)}")
+        settings = ", ".join(f"{k} {v}" for k, v in choice["recipe_settings"].items())
+        chosen_on = report["pooled_validation_choice"]["recipe_settings_chosen_on_sections"]
+        typer.echo(f"  settings chosen on all {chosen_on} validation sections: {settings}")
     typer.echo(f"report: {Path(folder) / CROSSVAL_FILE}")

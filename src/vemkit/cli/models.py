@@ -114,8 +114,9 @@ def models_show_command(
         ]
         objects = f" on {cross['n_gt']} true objects" if cross.get("n_gt") else ""
         lines.append(
-            f"  recipe cross-validated ({cross['folds']} folds over sections {first}-{stop - 1}, "
-            f"95% intervals{objects}): " + ", ".join(parts)
+            f"  recipe cross-validated ({cross['folds']} folds over sections {first}-{stop - 1}"
+            f"{', predicted with --tta' if cross.get('tta') else ''}, 95% intervals{objects}): "
+            + ", ".join(parts)
         )
     training = card.get("training") or {}
     if training:

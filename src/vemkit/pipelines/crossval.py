@@ -31,20 +31,23 @@ import yaml
 from numpy.typing import NDArray
 
 from vemkit.errors import ConfigError
+from vemkit.geometry import VoxelSize
 from vemkit.measure.uncertainty import bootstrap_scores, default_blocks
 from vemkit.ml.checkpoint import CONFIG_FILE
-from vemkit.pipelines.predict import load_predictor
+from vemkit.pipelines.predict import ModelSpec, load_predictor
 from vemkit.pipelines.train import (
     MODEL_DIR,
     RECIPE_FILE,
     DataSource,
+    LoadedSource,
     SegmentedRegion,
     TrainConfig,
-    _choose_on_validation,
     _machine,
     _predict_source,
+    calibrates,
     card_evaluation,
     changed_fields,
+    choose_instance_settings,
     load_source,
     parse_train_config,
     run_training,
@@ -448,11 +451,150 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     first, stop = report["sections"]
     title = (
         f"{report['recipe_name']}: {report['folds']}-fold cross-validation, sections "
-        f"{first}-{stop - 1}"
+        f"{first}-{stop - 1}{' (TTA)' if report.get('tta') else ''}"
     )
     tmp = path.with_name("tmp-" + path.name)
     plot_fold_scores(folds, scores, tmp, pooled=pooled, title=title)
     os.replace(tmp, path)
+
+
+def _headline(scores: dict[str, Any]) -> str:
+    """One log line of a region's main scores."""
+    return ", ".join(
+        f"{key} {scores[key]:.3f}"
+        for key in ("foreground_iou", "boundary_iou", "weighted_f1")
+        if isinstance(scores.get(key), float)
+    ) + (
+        f", object F1@0.5 {(scores['object_f1_at'].get('0.5') or 0.0):.3f} "
+        f"({scores['n_gt']} true objects)"
+        if "object_f1_at" in scores
+        else ""
+    )
+
+
+def _score_pooled(
+    config: TrainConfig,
+    regions: Sequence[SegmentedRegion],
+    *,
+    spec: ModelSpec,
+    voxel_size: VoxelSize,
+    folds: int,
+) -> dict[str, Any]:
+    """Score the folds' test blocks together, with block-bootstrap intervals (folds x yx)."""
+    pooled_region = pool_regions(regions)
+    yx_blocks = default_blocks(pooled_region.predicted.shape[1:], voxel_size.as_tuple()[1:])
+    pooled = score_outputs(
+        config,
+        pooled_region,
+        spec=spec,
+        voxel_size=voxel_size,
+        evaluation=config.evaluation,
+        blocks=(folds, *yx_blocks),
+    )
+    if pooled_region.objects is not None:
+        # the intervals above are of the instances; add those of the thresholded maps
+        pooled["mask_confidence_intervals"] = bootstrap_scores(
+            pooled_region.predicted,
+            pooled_region.truth,
+            instance=False,
+            blocks=(folds, *yx_blocks),
+            ignore_label=pooled_region.ignore_label,
+        )
+    return pooled
+
+
+@dataclass
+class _FoldPredictions:
+    """One fold's validation and test predictions, kept for the pooled-validation choice."""
+
+    fold: Fold
+    recipe: TrainConfig
+    validation: list[LoadedSource]
+    validation_maps: list[NDArray[np.float32]]
+    test: LoadedSource
+    test_maps: NDArray[np.float32]
+
+
+def _pooled_validation_choice(
+    config: TrainConfig,
+    kept: Sequence[_FoldPredictions],
+    *,
+    spec: ModelSpec,
+    instance_labels: str | None,
+) -> dict[str, Any]:
+    """Choose the instance settings on many validation sections instead of each fold's few.
+
+    Each fold's settings are chosen on the validation predictions of every fold whose
+    validation sections lie outside this fold's test block (each by the model that
+    validated on them), so no test section helps choose its own settings. The settings
+    for the recipe are chosen on all folds' validation sections together.
+    """
+    regions: list[SegmentedRegion] = []
+    per_fold: list[dict[str, Any]] = []
+    for this in kept:
+        start, stop = this.fold.test
+        maps: list[NDArray[np.float32]] = []
+        sources: list[LoadedSource] = []
+        for other in kept:
+            sections = [z for a, b in other.fold.validation for z in range(a, b)]
+            if any(start <= z < stop for z in sections):
+                continue
+            maps += other.validation_maps
+            sources += other.validation
+        chosen = choose_instance_settings(maps, sources, spec=spec, evaluation=config.evaluation)
+        evaluation = config.evaluation.model_copy(update=chosen)
+        region = segment_outputs(
+            this.recipe,
+            this.test_maps,
+            this.test,
+            spec=spec,
+            evaluation=evaluation,
+            instance_labels=instance_labels,
+        )
+        scores = score_outputs(
+            this.recipe,
+            region,
+            spec=spec,
+            voxel_size=this.test.voxel_size,
+            evaluation=evaluation,
+        )
+        scores.pop("instance_thresholds", None)
+        regions.append(region)
+        per_fold.append(
+            {
+                "fold": this.fold.index,
+                "chosen_on_sections": sum(int(s.labels.shape[0]) for s in sources),
+                "settings": chosen,
+                "scores": scores,
+            }
+        )
+        log.info(
+            "fold %d, settings chosen on %d validation sections %s: %s",
+            this.fold.index,
+            per_fold[-1]["chosen_on_sections"],
+            chosen,
+            _headline(scores),
+        )
+    pooled = _score_pooled(
+        config, regions, spec=spec, voxel_size=kept[0].test.voxel_size, folds=len(kept)
+    )
+    pooled.pop("instance_thresholds", None)
+    every_maps = [m for k in kept for m in k.validation_maps]
+    every_source = [s for k in kept for s in k.validation]
+    recipe_settings = choose_instance_settings(
+        every_maps, every_source, spec=spec, evaluation=config.evaluation
+    )
+    log.info(
+        "settings chosen on all %d validation sections: %s",
+        sum(int(s.labels.shape[0]) for s in every_source),
+        recipe_settings,
+    )
+    return {
+        "per_fold": per_fold,
+        "pooled": pooled,
+        "recipe_settings": recipe_settings,
+        "recipe_settings_chosen_on_sections": sum(int(s.labels.shape[0]) for s in every_source),
+    }
 
 
 def run_crossval(
@@ -463,6 +605,7 @@ def run_crossval(
     recipe_path: str | None = None,
     command: str | None = None,
     overwrite: bool = False,
+    tta: bool = False,
     progress: Progress | None = None,
 ) -> CrossValidation:
     """Cross-validate a recipe over the z sections of its labelled volume.
@@ -489,6 +632,11 @@ def run_crossval(
         The command line (recorded).
     overwrite : bool
         Start afresh in an existing cross-validation folder.
+    tta : bool
+        Predict the validation and test sections with test-time augmentation (averaged
+        over flips); each fold's instance settings are then chosen again on its
+        validation sections predicted the same way. Training is not affected, so the
+        folds of a run without it are reused.
     progress : Progress, optional
         Epoch progress of each fold's training.
 
@@ -515,6 +663,7 @@ def run_crossval(
 
     regions: list[SegmentedRegion] = []
     per_fold: list[dict[str, Any]] = []
+    kept: list[_FoldPredictions] = []
     for fold, recipe, text in zip(plan, recipes, texts, strict=True):
         fold_dir = folder / f"fold-{fold.index}"
         found = _finished(fold_dir, recipe) if resume else None
@@ -541,14 +690,28 @@ def run_crossval(
                 progress=progress,
             )
         network, spec, card = load_predictor(fold_dir / MODEL_DIR, device=recipe.device)
-        if found == "weights":
-            # trained with other evaluation settings: choose this recipe's on validation
-            chosen = _choose_on_validation(recipe, network, spec, device=recipe.device)
+        validation: list[LoadedSource] = []
+        validation_maps: list[NDArray[np.float32]] = []
+        if calibrates(recipe):
+            validation = [
+                load_source(s, native=True, context=spec.context) for s in recipe.validation
+            ]
+            validation_maps = [
+                _predict_source(network, spec, v, device=recipe.device, tta=tta) for v in validation
+            ]
+        recalibrated = found == "weights" or tta
+        if recalibrated and validation:
+            # trained with other evaluation settings, or predicted otherwise than in
+            # training: choose this recipe's settings on validation, predicted as the test
+            chosen = choose_instance_settings(
+                validation_maps, validation, spec=spec, evaluation=recipe.evaluation
+            )
+            log.info("chosen on the validation data: %s", chosen)
             evaluation = recipe.evaluation.model_copy(update=chosen)
         else:
             evaluation = card_evaluation(card, recipe.evaluation)
         loaded = load_source(recipe.test[0], native=True, context=spec.context)
-        maps = _predict_source(network, spec, loaded, device=recipe.device)
+        maps = _predict_source(network, spec, loaded, device=recipe.device, tta=tta)
         region = segment_outputs(
             recipe,
             maps,
@@ -557,34 +720,21 @@ def run_crossval(
             evaluation=evaluation,
             instance_labels=base.instance_labels,
         )
+        if validation:
+            kept.append(_FoldPredictions(fold, recipe, validation, validation_maps, loaded, maps))
         del maps
         scores = score_outputs(
             recipe, region, spec=spec, voxel_size=loaded.voxel_size, evaluation=evaluation
         )
         regions.append(region)
-        log.info(
-            "fold %d/%d scores: %s",
-            fold.index + 1,
-            len(plan),
-            ", ".join(
-                f"{key} {scores[key]:.3f}"
-                for key in ("foreground_iou", "boundary_iou", "weighted_f1")
-                if isinstance(scores.get(key), float)
-            )
-            + (
-                f", object F1@0.5 {(scores['object_f1_at'].get('0.5') or 0.0):.3f} "
-                f"({scores['n_gt']} true objects)"
-                if "object_f1_at" in scores
-                else ""
-            ),
-        )
+        log.info("fold %d/%d scores: %s", fold.index + 1, len(plan), _headline(scores))
         training = card.get("training") or {}
         per_fold.append(
             {
                 **fold.to_dict(),
                 "model": f"{fold_dir.name}/{MODEL_DIR}",  # relative to the output folder
                 "reused": reused,
-                "evaluation_recalibrated": found == "weights",
+                "evaluation_recalibrated": bool(recalibrated and validation),
                 "epochs_run": training.get("epochs_run"),
                 "best_epoch": training.get("best_epoch"),
                 "train_seconds": training.get("train_seconds"),
@@ -594,28 +744,15 @@ def run_crossval(
         )
         voxel_size = loaded.voxel_size
 
-    pooled_region = pool_regions(regions)
-    spacing = voxel_size.as_tuple()
-    yx_blocks = default_blocks(pooled_region.predicted.shape[1:], spacing[1:])
-    pooled = score_outputs(
-        config,
-        pooled_region,
-        spec=spec,
-        voxel_size=voxel_size,
-        evaluation=config.evaluation,
-        blocks=(len(plan), *yx_blocks),
-    )
+    pooled = _score_pooled(config, regions, spec=spec, voxel_size=voxel_size, folds=len(plan))
     # each fold chose its own thresholds on its own validation sections (see per_fold)
     pooled.pop("instance_thresholds", None)
-    if pooled_region.objects is not None:
-        # the intervals above are of the instances; add those of the thresholded maps
-        pooled["mask_confidence_intervals"] = bootstrap_scores(
-            pooled_region.predicted,
-            pooled_region.truth,
-            instance=False,
-            blocks=(len(plan), *yx_blocks),
-            ignore_label=pooled_region.ignore_label,
-        )
+    choice = (
+        _pooled_validation_choice(config, kept, spec=spec, instance_labels=base.instance_labels)
+        if len(kept) == len(plan)
+        else None
+    )
+    del kept
     report = {
         "recipe_name": config.name,
         "recipe_file": recipe_path,
@@ -623,11 +760,13 @@ def run_crossval(
         "folds": len(plan),
         "sections": list(base.span),
         "data": base.source.describe(),
-        "voxel_size_nm": list(spacing),
+        "voxel_size_nm": list(voxel_size.as_tuple()),
         "plan": [fold.to_dict() for fold in plan],
+        "tta": tta,
         "per_fold": per_fold,
         "pooled": pooled,
         "spread": _spread(per_fold),
+        "pooled_validation_choice": choice,
         "seconds": round(time.perf_counter() - start, 1),
         "machine": _machine(config.device),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -638,17 +777,8 @@ def run_crossval(
     return CrossValidation(output=folder, report=report, seconds=time.perf_counter() - start)
 
 
-def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
-    """Headline numbers of a ``crossval.json`` report (for model cards and listings).
-
-    Returns
-    -------
-    dict
-        ``folds``, ``sections``, ``command``, ``date``, ``processor``, ``n_pred``,
-        ``n_gt`` and, per headline metric (``foreground_iou``, ``object_f1@0.5``, ...),
-        ``{"value", "low", "high"}`` (``low``/``high`` ``None`` without an interval).
-    """
-    pooled = report.get("pooled") or {}
+def _pooled_metrics(pooled: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Headline metrics of pooled scores: ``{"value", "low", "high"}`` per metric."""
     objects = pooled.get("confidence_intervals") or {}
     masks = pooled.get("mask_confidence_intervals") or (
         objects if "object_f1_at" not in pooled else {}
@@ -669,13 +799,39 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
             "low": interval.get("low"),
             "high": interval.get("high"),
         }
-    return {
+    return metrics
+
+
+def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
+    """Headline numbers of a ``crossval.json`` report (for model cards and listings).
+
+    Returns
+    -------
+    dict
+        ``folds``, ``sections``, ``tta``, ``command``, ``date``, ``processor``, ``n_pred``,
+        ``n_gt`` and, per headline metric (``foreground_iou``, ``object_f1@0.5``, ...),
+        ``{"value", "low", "high"}`` (``low``/``high`` ``None`` without an interval);
+        ``pooled_validation_choice`` (``metrics`` with the settings chosen on the other
+        folds' validation sections together, and ``recipe_settings``) when the report
+        has it.
+    """
+    pooled = report.get("pooled") or {}
+    summary: dict[str, Any] = {
         "folds": report.get("folds"),
         "sections": report.get("sections"),
+        "tta": bool(report.get("tta")),
         "command": report.get("command"),
         "date": report.get("date"),
         "processor": (report.get("machine") or {}).get("processor"),
         "n_pred": pooled.get("n_pred"),
         "n_gt": pooled.get("n_gt"),
-        "metrics": metrics,
+        "metrics": _pooled_metrics(pooled),
     }
+    choice = report.get("pooled_validation_choice")
+    if choice:
+        summary["pooled_validation_choice"] = {
+            "metrics": _pooled_metrics(choice["pooled"]),
+            "recipe_settings": choice["recipe_settings"],
+            "n_pred": choice["pooled"].get("n_pred"),
+        }
+    return summary

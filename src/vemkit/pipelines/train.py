@@ -102,6 +102,7 @@ __all__ = [
     "TrainConfig",
     "TrainingOutcome",
     "build_model",
+    "calibrates",
     "changed_fields",
     "choose_instance_settings",
     "convert_labels",
@@ -1482,18 +1483,28 @@ _CARD_INSTANCE_KEYS = {
 }
 
 
-def _choose_on_validation(
-    config: TrainConfig, network: torch.nn.Module, spec: ModelSpec, *, device: str
-) -> dict[str, Any]:
-    """Instance settings chosen on the validation sources, or ``{}`` if not asked for."""
-    if not (
+def calibrates(config: TrainConfig) -> bool:
+    """Whether the recipe's thresholds are chosen on its validation data after training."""
+    return bool(
         config.evaluation.calibrate_thresholds
         and config.validation
         and config.target.type in ("binary", "foreground_boundary")
-    ):
+    )
+
+
+def _choose_on_validation(
+    config: TrainConfig,
+    network: torch.nn.Module,
+    spec: ModelSpec,
+    *,
+    device: str,
+    tta: bool = False,
+) -> dict[str, Any]:
+    """Instance settings chosen on the validation sources, or ``{}`` if not asked for."""
+    if not calibrates(config):
         return {}
     sources = [load_source(s, native=True, context=spec.context) for s in config.validation]
-    return _calibrate(config, network, spec, sources, device=device)
+    return _calibrate(config, network, spec, sources, device=device, tta=tta)
 
 
 def _calibrate(
@@ -1503,13 +1514,14 @@ def _calibrate(
     sources: Sequence[LoadedSource],
     *,
     device: str,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Pick the thresholds best for (foreground IoU + object F1@0.5) / 2 on validation data.
 
     Only the validation sources are used, at their own voxel size, through
-    :func:`predict_block` like the held-out evaluation.
+    :func:`predict_block` like the held-out evaluation (with ``tta`` if it will use it).
     """
-    predicted = [_predict_source(network, spec, s, device=device) for s in sources]
+    predicted = [_predict_source(network, spec, s, device=device, tta=tta) for s in sources]
     chosen = choose_instance_settings(predicted, sources, spec=spec, evaluation=config.evaluation)
     log.info("chosen on the validation data: %s", chosen)
     return chosen
