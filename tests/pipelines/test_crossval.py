@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -197,7 +198,10 @@ def tube_recipe(folder, **changes):
     ("change", "words"),
     [
         ({"test": []}, "test data"),
-        ({"validation": [{"image": "other.tif", "labels": "l.tif", "z_range": [5, 6]}]}, "same"),
+        (
+            {"test": [{"image": "other.tif", "labels": "l.tif", "z_range": [0, 2]}]},
+            "no test source",
+        ),
         ({"test": [{"image": "X", "labels": "Y"}]}, "z_range"),
         ("gap", "in no split"),
         ("overlap", "overlap"),
@@ -409,6 +413,96 @@ def test_cli_crossval(tubes, tmp_path):
     bad = CliRunner().invoke(app, ["crossval", str(path), "--folds", "1", "-o", str(out)])
     assert bad.exit_code == 2
     assert "at least 2 folds" in bad.output
+
+
+@pytest.fixture(scope="module")
+def several_volumes(tubes, tmp_path_factory):
+    """Tube volume A (8 sections) and B (6 sections), C trains only, D is tested only."""
+    folder = tmp_path_factory.mktemp("volumes")
+    for name, shape, seed in (("b", (6, 48, 48), 2), ("c", (4, 48, 48), 3), ("d", (4, 48, 48), 4)):
+        image, labels = tube_volume(shape, seed)
+        tifffile.imwrite(folder / f"{name}-raw.tif", image, photometric="minisblack")
+        tifffile.imwrite(folder / f"{name}-labels.tif", labels, photometric="minisblack")
+    data = tube_recipe(tubes)
+
+    def source(name, z_range=None):
+        entry = {
+            "image": str(folder / f"{name}-raw.tif"),
+            "labels": str(folder / f"{name}-labels.tif"),
+            "voxel_size": [50, 10, 10],
+        }
+        return {**entry, "z_range": z_range} if z_range else entry
+
+    data["train"] += [source("b", [0, 4]), source("c")]
+    data["validation"] += [source("b", [4, 5])]
+    data["test"] += [source("b", [5, 6]), source("d")]
+    return data
+
+
+def test_several_volumes_are_folded_side_by_side(several_volumes, tmp_path, one_torch_thread):
+    config = parse_train_config(several_volumes)
+    result = run_crossval(config, folds=2, output=tmp_path / "cv")
+    report = result.report
+    a, b = "raw.tif", "b-raw.tif"
+    assert [v["volume"] for v in report["volumes"]] == [a, b]
+    assert [v["sections"] for v in report["volumes"]] == [[0, 8], [0, 6]]
+    assert [[v["test"] for v in f["volumes"]] for f in report["per_fold"]] == [
+        [[0, 4], [0, 3]],
+        [[4, 8], [3, 6]],
+    ]
+    assert report["fixed_sources"]["train"][0]["image"].endswith("c-raw.tif")
+    assert len(report["left_out"]) == 1
+    assert report["left_out"][0]["image"].endswith("d-raw.tif")
+    for fold in report["per_fold"]:
+        card = json.loads((result.output / fold["model"] / "model.json").read_text())["card"]
+        tested = {(v["volume"], z) for v in fold["volumes"] for z in range(*v["test"])}
+        seen = {
+            (Path(entry["image"]).name, z)
+            for entry in card["training_data"] + card["validation_data"]
+            if entry.get("z_range")
+            for z in range(*entry["z_range"])
+        }
+        assert seen
+        assert not seen & tested
+        assert any(entry["image"].endswith("c-raw.tif") for entry in card["training_data"])
+        assert len(card["test_data"]) == 2  # one block per folded volume, not D
+    for index, volume in enumerate(report["volumes"]):
+        folds = [f["volumes"][index]["scores"] for f in report["per_fold"]]
+        assert volume["pooled"]["n_gt"] == sum(s["n_gt"] for s in folds)
+    summary = summarise_crossval(report)
+    assert summary["sections"] is None
+    mean = np.mean([v["metrics"]["foreground_iou"]["value"] for v in summary["volumes"]])
+    assert summary["metrics"]["foreground_iou"]["value"] == pytest.approx(mean, abs=1e-4)
+    # fold 0 tests A 0-3 and B 0-2: fold 1's validation (A 3, B 2) is inside them, so
+    # fold 0 chooses on its own validation only (A 4, B 3): 2 sections; fold 1 likewise.
+    choice = report["pooled_validation_choice"]
+    assert [f["chosen_on_sections"] for f in choice["per_fold"]] == [2, 2]
+    assert [v["volume"] for v in choice["volumes"]] == [a, b]
+    assert (result.output / "crossval.png").read_bytes()[:4] == b"\x89PNG"
+    again = run_crossval(config, folds=2, output=tmp_path / "cv")
+    assert all(f["reused"] for f in again.report["per_fold"])
+    assert again.report["volumes"] == report["volumes"]
+    # a model shipped with this report shows each volume's cross-validated scores
+    model = tmp_path / "model"
+    shutil.copytree(result.output / report["per_fold"][0]["model"], model)
+    shutil.copy(result.output / CROSSVAL_FILE, model / CROSSVAL_FILE)
+    shown = CliRunner().invoke(app, ["models", "show", str(model)])
+    assert shown.exit_code == 0, shown.output
+    assert "recipe cross-validated (2 folds over raw.tif sections 0-7, 95%" in shown.output
+    assert "recipe cross-validated (2 folds over b-raw.tif sections 0-5, 95%" in shown.output
+
+
+def test_cli_crossval_of_several_volumes(several_volumes, tmp_path):
+    path = tmp_path / "several.yaml"
+    path.write_text(yaml.safe_dump({**several_volumes, "epochs": 1}))
+    result = CliRunner().invoke(
+        app, ["crossval", str(path), "--folds", "2", "-o", str(tmp_path / "cv"), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "2-fold cross-validation of tiny-tubes over 2 volumes" in result.output
+    assert " b-raw.tif:" in result.output
+    assert "left out (the recipe never trains on its volume)" in result.output
+    assert "mean over the volumes: foreground IoU: " in result.output
 
 
 def test_a_model_shipped_with_its_crossval_report_shows_it(crossval, tmp_path):

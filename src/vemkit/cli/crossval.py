@@ -21,8 +21,10 @@ from vemkit.cli.common import (
 
 
 def _score(entry: dict[str, Any] | None) -> str:
-    if not entry or entry.get("low") is None:
+    if not entry or entry.get("value") is None:
         return "-"
+    if entry.get("low") is None:
+        return f"{entry['value']:.3f}"
     return f"{entry['value']:.3f} [{entry['low']:.3f}, {entry['high']:.3f}]"
 
 
@@ -95,60 +97,87 @@ def crossval_command(
         progress=cli_progress(quiet=quiet),
     )
     report = result.report
-    first, stop = report["sections"]
+    summary = summarise_crossval(report)
     reused = sum(f["reused"] for f in report["per_fold"])
+    if "volumes" in report:
+        where = f"{len(report['volumes'])} volumes"
+        # (name, this volume's entry of each fold, its pooled scores, its pooled metrics)
+        volumes = [
+            (v["volume"], [f["volumes"][b] for f in report["per_fold"]], v["pooled"], m)
+            for b, (v, m) in enumerate(zip(report["volumes"], summary["volumes"], strict=True))
+        ]
+    else:
+        first, stop = report["sections"]
+        where = f"sections {first}-{stop - 1}"
+        volumes = [("", report["per_fold"], report["pooled"], summary)]
     typer.echo(
-        f"{report['folds']}-fold cross-validation of {recipe.name} over sections "
-        f"{first}-{stop - 1}{' with --tta' if tta else ''} in {result.seconds / 60:.1f} min"
+        f"{report['folds']}-fold cross-validation of {recipe.name} over {where}"
+        f"{' with --tta' if tta else ''} in {result.seconds / 60:.1f} min"
         + (f" ({reused} folds trained before, reused)" if reused else "")
     )
+    for name, folds_of_volume, pooled, entry in volumes:
+        if name:
+            typer.echo(f" {name}:")
+        _print_volume(report, folds_of_volume, pooled, entry["metrics"])
+    for item in report.get("left_out") or []:
+        name = f"{item['dataset']}/{item['image']}" if item.get("dataset") else item["image"]
+        typer.echo(f" left out (the recipe never trains on its volume): {name}")
+    choice = summary.get("pooled_validation_choice")
+    if choice:
+        per_fold = report["pooled_validation_choice"]["per_fold"]
+        counts = sorted({f["chosen_on_sections"] for f in per_fold})
+        several = f"{counts[0]} to {counts[-1]}" if len(counts) > 1 else str(counts[0])
+        own = report["per_fold"][0]["validation_sections"]
+        typer.echo(
+            "  each fold's settings chosen on the other folds' validation sections "
+            f"({several} sections instead of {own}):"
+        )
+        mean = "mean over the volumes: " if "volumes" in choice else ""
+        for label, metrics in [(mean, choice["metrics"])] + [
+            (f"{v['volume']}: ", v["metrics"]) for v in choice.get("volumes", [])
+        ]:
+            for key, value in metrics.items():
+                typer.echo(f"    {label}{_label(key)}: {_score(value)}")
+        settings = ", ".join(f"{k} {v}" for k, v in choice["recipe_settings"].items())
+        chosen_on = report["pooled_validation_choice"]["recipe_settings_chosen_on_sections"]
+        typer.echo(f"  settings chosen on all {chosen_on} validation sections: {settings}")
+    typer.echo(f"report: {Path(folder) / CROSSVAL_FILE}")
+
+
+def _print_volume(
+    report: dict[str, Any],
+    folds: list[dict[str, Any]],
+    pooled: dict[str, Any],
+    metrics: dict[str, Any],
+) -> None:
+    """Print one volume's table of folds and its pooled scores."""
     key = next(
-        (k for k in ("foreground_iou", "boundary_iou", "weighted_f1") if k in report["pooled"]),
+        (k for k in ("foreground_iou", "boundary_iou", "weighted_f1") if k in pooled),
         None,
     )
     header = f"  {'fold':>4}  {'test':>7}  {'best epoch':>10}  {key or '':>15}"
-    has_objects = "object_f1_at" in report["pooled"]
+    has_objects = "object_f1_at" in pooled
     if has_objects:
         header += f"  {'F1@0.5':>7}  {'objects':>7}"
     typer.echo(header)
-    for fold in report["per_fold"]:
-        scores = fold["scores"]
-        a, b = fold["test"]
-        line = f"  {fold['fold']:>4}  {f'{a}-{b - 1}':>7}  {_cell(fold['best_epoch']):>10}"
+    for index, (fold, entry) in enumerate(zip(report["per_fold"], folds, strict=True)):
+        scores = entry["scores"]
+        a, b = entry["test"]
+        line = f"  {index:>4}  {f'{a}-{b - 1}':>7}  {_cell(fold['best_epoch']):>10}"
         line += f"  {_cell(scores.get(key)):>15}"
         if has_objects:
             line += f"  {_cell((scores.get('object_f1_at') or {}).get('0.5')):>7}"
             line += f"  {scores.get('n_gt', '-'):>7}"
         typer.echo(line)
-    pooled = report["pooled"]
-    metrics = summarise_crossval(report)["metrics"]
     intervals = pooled.get("confidence_intervals") or {}
     masks = pooled.get("mask_confidence_intervals") or {}
     blocks = f"95% CI over {intervals.get('n_blocks', masks.get('n_blocks'))} blocks"
     typer.echo(f"  all folds together ({blocks}):")
     if key:
-        entry = metrics[key]
-        value = _score(entry) if entry["low"] is not None else _cell(entry["value"])
-        typer.echo(f"    {_label(key)}: {value}")
+        typer.echo(f"    {_label(key)}: {_score(metrics[key])}")
     if has_objects:
         typer.echo(f"    instances' foreground IoU: {_score(intervals.get('iou'))}")
         for name, entry in metrics.items():
             if name.startswith("object_f1@"):
                 typer.echo(f"    {_label(name)}: {_score(entry)}")
         typer.echo(f"  objects: {pooled['n_pred']} predicted, {pooled['n_gt']} true")
-    choice = summarise_crossval(report).get("pooled_validation_choice")
-    if choice:
-        per_fold = report["pooled_validation_choice"]["per_fold"]
-        counts = sorted({f["chosen_on_sections"] for f in per_fold})
-        several = f"{counts[0]} to {counts[-1]}" if len(counts) > 1 else str(counts[0])
-        typer.echo(
-            "  each fold's settings chosen on the other folds' validation sections "
-            f"({several} sections instead of "
-            f"{sum(b - a for a, b in report['per_fold'][0]['validation'])}):"
-        )
-        for name, entry in choice["metrics"].items():
-            typer.echo(f"    {_label(name)}: {_score(entry)}")
-        settings = ", ".join(f"{k} {v}" for k, v in choice["recipe_settings"].items())
-        chosen_on = report["pooled_validation_choice"]["recipe_settings_chosen_on_sections"]
-        typer.echo(f"  settings chosen on all {chosen_on} validation sections: {settings}")
-    typer.echo(f"report: {Path(folder) / CROSSVAL_FILE}")

@@ -102,22 +102,24 @@ def models_show_command(
         lines.append("  held-out metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     cross = card.get("cross_validation")
     if cross:
-        first, stop = cross["sections"]
-        parts = [
-            f"{key.replace('_', ' ')} {entry['value']:.3f}"
-            + (
-                f" [{entry['low']:.3f}, {entry['high']:.3f}]"
-                if entry.get("low") is not None
-                else ""
+        tta = ", predicted with --tta" if cross.get("tta") else ""
+        for volume in cross.get("volumes") or [cross]:
+            first, stop = volume["sections"]
+            name = f"{volume['volume']} " if volume.get("volume") else ""
+            parts = [
+                f"{key.replace('_', ' ')} {entry['value']:.3f}"
+                + (
+                    f" [{entry['low']:.3f}, {entry['high']:.3f}]"
+                    if entry.get("low") is not None
+                    else ""
+                )
+                for key, entry in volume["metrics"].items()
+            ]
+            objects = f" on {volume['n_gt']} true objects" if volume.get("n_gt") else ""
+            lines.append(
+                f"  recipe cross-validated ({cross['folds']} folds over {name}sections "
+                f"{first}-{stop - 1}{tta}, 95% intervals{objects}): " + ", ".join(parts)
             )
-            for key, entry in cross["metrics"].items()
-        ]
-        objects = f" on {cross['n_gt']} true objects" if cross.get("n_gt") else ""
-        lines.append(
-            f"  recipe cross-validated ({cross['folds']} folds over sections {first}-{stop - 1}"
-            f"{', predicted with --tta' if cross.get('tta') else ''}, 95% intervals{objects}): "
-            + ", ".join(parts)
-        )
     training = card.get("training") or {}
     if training:
         machine = training.get("machine") or {}

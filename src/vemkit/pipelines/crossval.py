@@ -10,6 +10,10 @@ block bootstrap whose z blocks are the folds.
 
 The folds are models of the recipe, not the shipped model; the pooled numbers estimate
 what the recipe achieves with about ``(K - 1) / K`` of the sections for training.
+
+A recipe trained on several labelled volumes (membrane-em: VNC, ISBI, FIB-SEM) has each
+volume that is split into train/validation/test z ranges folded side by side; each is
+pooled and scored on its own.
 """
 
 from __future__ import annotations
@@ -168,84 +172,155 @@ def plan_folds(span: Range, folds: int, *, validation_sections: int) -> list[Fol
 
 @dataclass(frozen=True)
 class _Base:
-    """The one labelled volume of a recipe whose splits are z ranges of it."""
+    """A labelled volume whose train/validation/test splits are z ranges of it."""
 
     source: DataSource
     span: Range
     validation_sections: int
     instance_labels: str | None
 
+    @property
+    def name(self) -> str:
+        """Short name: ``dataset/image`` or the image file's name."""
+        source = self.source
+        image = Path(str(source.image)).name
+        return f"{source.dataset}/{image}" if source.dataset else image
 
-def _base_of(config: TrainConfig) -> _Base:
-    """Check that the recipe splits one image/labels pair by z and return it."""
-    named = (
-        [("train", s) for s in config.train]
-        + [("validation", s) for s in config.validation]
-        + [("test", s) for s in config.test]
-    )
+
+@dataclass(frozen=True)
+class _Folding:
+    """How a recipe's sources are folded.
+
+    ``bases`` are folded along z; ``fixed_train``/``fixed_validation`` (volumes without a
+    test range) train and validate every fold; ``left_out`` are test sources of volumes
+    the recipe never trains on, which cross-validation cannot score.
+    """
+
+    bases: tuple[_Base, ...]
+    fixed_train: tuple[DataSource, ...] = ()
+    fixed_validation: tuple[DataSource, ...] = ()
+    left_out: tuple[DataSource, ...] = ()
+
+
+def _volume(source: DataSource) -> DataSource:
+    """Return the source without its z range: what identifies its labelled volume."""
+    return source.model_copy(update={"z_range": None})
+
+
+def _folding_of(config: TrainConfig) -> _Folding:
+    """Group the recipe's sources by labelled volume and check those that can be folded."""
     if not config.test:
         raise ConfigError(
             "cross-validation needs a recipe with test data (its sections are folded)"
         )
-    base = config.train[0].model_copy(update={"z_range": None})
-    ranges: list[Range] = []
-    for role, source in named:
-        if source.z_range is None:
-            raise ConfigError(
-                f"every source must name its z_range for cross-validation; a {role} source "
-                f"({source.image}) has none"
-            )
-        if source.model_copy(update={"z_range": None}) != base:
-            raise ConfigError(
-                "cross-validation folds one labelled volume along z: all train, validation and "
-                f"test sources must be z ranges of the same image and labels with the same "
-                f"settings; {role} source {source.image!r} differs from train source "
-                f"{base.image!r}"
-            )
-        ranges.append(source.z_range)
-    ranges.sort()
-    for (a0, a1), (b0, b1) in itertools.pairwise(ranges):
-        if b0 < a1:
-            raise ConfigError(f"z ranges {[a0, a1]} and {[b0, b1]} overlap")
-        if b0 > a1:
-            raise ConfigError(
-                f"sections {a1}-{b0 - 1} are in no split; the z ranges must cover one "
-                "contiguous span"
-            )
     gt = config.evaluation.ground_truth_instances
-    if gt is not None and len(set(gt)) != 1:
-        raise ConfigError(
-            "evaluation.ground_truth_instances must name one file for all test sources in "
-            f"cross-validation, got {gt}"
+    named = (
+        [("train", s, None) for s in config.train]
+        + [("validation", s, None) for s in config.validation]
+        + [("test", s, gt[i] if gt else None) for i, s in enumerate(config.test)]
+    )
+    groups: list[tuple[DataSource, list[tuple[str, DataSource, str | None]]]] = []
+    for role, source, truth in named:
+        volume = _volume(source)
+        for key, members in groups:
+            if key == volume:
+                members.append((role, source, truth))
+                break
+        else:
+            groups.append((volume, [(role, source, truth)]))
+
+    bases: list[_Base] = []
+    fixed_train: list[DataSource] = []
+    fixed_validation: list[DataSource] = []
+    left_out: list[DataSource] = []
+    for volume, members in groups:
+        roles = {role for role, _, _ in members}
+        if "test" not in roles:
+            fixed_train += [s for role, s, _ in members if role == "train"]
+            fixed_validation += [s for role, s, _ in members if role == "validation"]
+            continue
+        if roles == {"test"}:
+            left_out += [s for _, s, _ in members]
+            log.warning(
+                "test source %s is a volume the recipe never trains on; cross-validation "
+                "leaves it out (its score is the model card's)",
+                volume.image,
+            )
+            continue
+        ranges: list[Range] = []
+        for role, source, _ in members:
+            if source.z_range is None:
+                raise ConfigError(
+                    f"every source of a volume that is tested and trained on must name its "
+                    f"z_range for cross-validation; a {role} source ({source.image}) has none"
+                )
+            ranges.append(source.z_range)
+        ranges.sort()
+        for (a0, a1), (b0, b1) in itertools.pairwise(ranges):
+            if b0 < a1:
+                raise ConfigError(f"z ranges {[a0, a1]} and {[b0, b1]} of {volume.image} overlap")
+            if b0 > a1:
+                raise ConfigError(
+                    f"sections {a1}-{b0 - 1} of {volume.image} are in no split; the z "
+                    "ranges of a volume must cover one contiguous span"
+                )
+        truths = {truth for role, _, truth in members if role == "test"}
+        if len(truths) != 1:
+            raise ConfigError(
+                "evaluation.ground_truth_instances must name one file for all test sources "
+                f"of a volume in cross-validation, got {sorted(map(str, truths))} for "
+                f"{volume.image}"
+            )
+        validation = sum(
+            s.z_range[1] - s.z_range[0] for role, s, _ in members if role == "validation"
         )
-    validation = sum(s.z_range[1] - s.z_range[0] for s in config.validation if s.z_range)
-    return _Base(base, (ranges[0][0], ranges[-1][1]), validation, gt[0] if gt else None)
+        bases.append(_Base(volume, (ranges[0][0], ranges[-1][1]), validation, truths.pop()))
+    if not bases:
+        raise ConfigError(
+            "cross-validation folds a labelled volume along z, but no test source is a z "
+            "range of a volume that the recipe also trains on"
+        )
+    return _Folding(tuple(bases), tuple(fixed_train), tuple(fixed_validation), tuple(left_out))
 
 
-def fold_recipe(config: TrainConfig, fold: Fold, base: _Base) -> TrainConfig:
-    """Make the recipe of one fold: its train/validation/test z ranges of the base volume."""
+def fold_recipe(config: TrainConfig, folds: Sequence[Fold], folding: _Folding) -> TrainConfig:
+    """Make the recipe of one fold: each folded volume's z ranges of that fold, and the rest.
 
-    def sources(ranges: Sequence[Range]) -> list[dict[str, Any]]:
+    ``folds`` holds the fold of each of ``folding.bases``.
+    """
+
+    def sources(base: _Base, ranges: Sequence[Range]) -> list[dict[str, Any]]:
         return [
             base.source.model_copy(update={"z_range": r}).model_dump(mode="json", exclude_none=True)
             for r in ranges
         ]
 
+    def fixed(kept: Sequence[DataSource]) -> list[dict[str, Any]]:
+        return [s.model_dump(mode="json", exclude_none=True) for s in kept]
+
+    bases = folding.bases
     data = config.model_dump(mode="json")
     data.update(
-        train=sources(fold.train),
-        validation=sources(fold.validation),
-        test=sources([fold.test]),
+        train=[x for b, f in zip(bases, folds, strict=True) for x in sources(b, f.train)]
+        + fixed(folding.fixed_train),
+        validation=[x for b, f in zip(bases, folds, strict=True) for x in sources(b, f.validation)]
+        + fixed(folding.fixed_validation),
+        test=[x for b, f in zip(bases, folds, strict=True) for x in sources(b, [f.test])],
         output="",
     )
-    data["evaluation"]["ground_truth_instances"] = (
-        [base.instance_labels] if base.instance_labels else None
+    truths = [b.instance_labels for b in bases]
+    if any(t is not None for t in truths) and None in truths:
+        raise ConfigError(
+            "evaluation.ground_truth_instances must name a file for every folded volume or for none"
+        )
+    data["evaluation"]["ground_truth_instances"] = truths if truths[0] is not None else None
+    index = folds[0].index
+    tested = "; ".join(
+        (f"{b.name} " if len(bases) > 1 else "") + f"sections {f.test[0]}-{f.test[1] - 1}"
+        for b, f in zip(bases, folds, strict=True)
     )
-    data["notes"] = [
-        *config.notes,
-        f"cross-validation fold {fold.index}: tests sections {fold.test[0]}-{fold.test[1] - 1}",
-    ]
-    return parse_train_config(data, where=f"fold {fold.index}")
+    data["notes"] = [*config.notes, f"cross-validation fold {index}: tests {tested}"]
+    return parse_train_config(data, where=f"fold {index}")
 
 
 def pool_regions(regions: Sequence[SegmentedRegion]) -> SegmentedRegion:
@@ -338,15 +413,28 @@ def _same_recipe(stored: Any, config: TrainConfig, *, but_evaluation: bool = Fal
     )
 
 
+def _plan_record(bases: Sequence[_Base], plan: Sequence[tuple[Fold, ...]]) -> list[Any]:
+    """Describe the fold plan as JSON: per fold one dict, with one entry per volume if several."""
+    if len(bases) == 1:
+        return [folds[0].to_dict() for folds in plan]
+    return [
+        {
+            "fold": index,
+            "volumes": [
+                {"volume": b.name, **{k: v for k, v in f.to_dict().items() if k != "fold"}}
+                for b, f in zip(bases, folds, strict=True)
+            ],
+        }
+        for index, folds in enumerate(plan)
+    ]
+
+
 def _check_output(
-    folder: Path, config: TrainConfig, plan: Sequence[Fold], *, overwrite: bool
+    folder: Path, config: TrainConfig, plan_record: list[Any], *, overwrite: bool
 ) -> bool:
     """Prepare the output folder; return whether finished folds may be reused."""
     plan_file = folder / PLAN_FILE
-    record = {
-        "recipe": config.model_dump(mode="json"),
-        "folds": [fold.to_dict() for fold in plan],
-    }
+    record = {"recipe": config.model_dump(mode="json"), "folds": plan_record}
     if folder.exists() and any(folder.iterdir()):
         if not plan_file.is_file():
             raise ConfigError(
@@ -437,21 +525,37 @@ def _fold_score(scores: dict[str, Any], key: str) -> float | None:
 
 def _plot(report: dict[str, Any], path: Path) -> None:
     """Dot chart of the folds' main scores with the pooled score and its interval."""
-    metrics = summarise_crossval(report)["metrics"]
+    summary = summarise_crossval(report)
+    # (label prefix, the folds' scores of that volume, its pooled metrics)
+    if "volumes" in summary:
+        panels = [
+            (
+                f"{volume['volume']}: ",
+                [f["volumes"][b]["scores"] for f in report["per_fold"]],
+                volume["metrics"],
+            )
+            for b, volume in enumerate(summary["volumes"])
+        ]
+        folds = [f"fold {fold['fold']}" for fold in report["per_fold"]]
+        where = f"{len(panels)} volumes"
+    else:
+        panels = [("", [f["scores"] for f in report["per_fold"]], summary["metrics"])]
+        folds = [f"{fold['test'][0]}-{fold['test'][1] - 1}" for fold in report["per_fold"]]
+        first, stop = report["sections"]
+        where = f"sections {first}-{stop - 1}"
     scores: dict[str, list[float | None]] = {}
     pooled: dict[str, tuple[float, float | None, float | None]] = {}
-    for key, label in _PLOTTED.items():
-        if key in metrics:
-            entry = metrics[key]
-            scores[label] = [_fold_score(fold["scores"], key) for fold in report["per_fold"]]
-            pooled[label] = (entry["value"] or 0.0, entry["low"], entry["high"])
+    for prefix, fold_scores, metrics in panels:
+        for key, label in _PLOTTED.items():
+            if key in metrics:
+                entry = metrics[key]
+                scores[prefix + label] = [_fold_score(f, key) for f in fold_scores]
+                pooled[prefix + label] = (entry["value"] or 0.0, entry["low"], entry["high"])
     if not scores:
         return
-    folds = [f"{fold['test'][0]}-{fold['test'][1] - 1}" for fold in report["per_fold"]]
-    first, stop = report["sections"]
     title = (
-        f"{report['recipe_name']}: {report['folds']}-fold cross-validation, sections "
-        f"{first}-{stop - 1}{' (TTA)' if report.get('tta') else ''}"
+        f"{report['recipe_name']}: {report['folds']}-fold cross-validation, {where}"
+        f"{' (TTA)' if report.get('tta') else ''}"
     )
     tmp = path.with_name("tmp-" + path.name)
     plot_fold_scores(folds, scores, tmp, pooled=pooled, title=title)
@@ -507,78 +611,97 @@ def _score_pooled(
 class _FoldPredictions:
     """One fold's validation and test predictions, kept for the pooled-validation choice."""
 
-    fold: Fold
+    index: int
     recipe: TrainConfig
     validation: list[LoadedSource]
     validation_maps: list[NDArray[np.float32]]
-    test: LoadedSource
-    test_maps: NDArray[np.float32]
+    tests: list[LoadedSource]  # one per folded volume
+    test_maps: list[NDArray[np.float32]]
+
+
+def _overlaps(a: DataSource, b: DataSource) -> bool:
+    """Whether two sources share sections of one labelled volume."""
+    if _volume(a) != _volume(b):
+        return False
+    if a.z_range is None or b.z_range is None:
+        return True
+    return a.z_range[0] < b.z_range[1] and b.z_range[0] < a.z_range[1]
+
+
+def _sections(sources: Sequence[LoadedSource]) -> int:
+    return sum(int(s.labels.shape[0]) for s in sources)
 
 
 def _pooled_validation_choice(
     config: TrainConfig,
     kept: Sequence[_FoldPredictions],
     *,
+    bases: Sequence[_Base],
     spec: ModelSpec,
-    instance_labels: str | None,
 ) -> dict[str, Any]:
     """Choose the instance settings on many validation sections instead of each fold's few.
 
-    Each fold's settings are chosen on the validation predictions of every fold whose
-    validation sections lie outside this fold's test block (each by the model that
-    validated on them), so no test section helps choose its own settings. The settings
-    for the recipe are chosen on all folds' validation sections together.
+    Each fold's settings are chosen on the validation predictions of every fold (each by
+    the model that validated on them) that lie outside this fold's test blocks, so no
+    test section helps choose its own settings. The settings for the recipe are chosen
+    on all folds' validation sections together.
     """
-    regions: list[SegmentedRegion] = []
+    regions: list[list[SegmentedRegion]] = [[] for _ in bases]
     per_fold: list[dict[str, Any]] = []
     for this in kept:
-        start, stop = this.fold.test
         maps: list[NDArray[np.float32]] = []
         sources: list[LoadedSource] = []
         for other in kept:
-            sections = [z for a, b in other.fold.validation for z in range(a, b)]
-            if any(start <= z < stop for z in sections):
-                continue
-            maps += other.validation_maps
-            sources += other.validation
+            for found, source in zip(other.validation_maps, other.validation, strict=True):
+                if not any(_overlaps(source.source, t.source) for t in this.tests):
+                    maps.append(found)
+                    sources.append(source)
         chosen = choose_instance_settings(maps, sources, spec=spec, evaluation=config.evaluation)
         evaluation = config.evaluation.model_copy(update=chosen)
-        region = segment_outputs(
-            this.recipe,
-            this.test_maps,
-            this.test,
-            spec=spec,
-            evaluation=evaluation,
-            instance_labels=instance_labels,
+        volumes = []
+        for b, (base, test, found) in enumerate(
+            zip(bases, this.tests, this.test_maps, strict=True)
+        ):
+            region = segment_outputs(
+                this.recipe,
+                found,
+                test,
+                spec=spec,
+                evaluation=evaluation,
+                instance_labels=base.instance_labels,
+            )
+            scores = score_outputs(
+                this.recipe, region, spec=spec, voxel_size=test.voxel_size, evaluation=evaluation
+            )
+            scores.pop("instance_thresholds", None)
+            regions[b].append(region)
+            volumes.append({"volume": base.name, "scores": scores})
+            log.info(
+                "fold %d, settings chosen on %d validation sections %s: %s%s",
+                this.index,
+                _sections(sources),
+                chosen,
+                f"{base.name}: " if len(bases) > 1 else "",
+                _headline(scores),
+            )
+        entry: dict[str, Any] = {
+            "fold": this.index,
+            "chosen_on_sections": _sections(sources),
+            "settings": chosen,
+        }
+        if len(bases) == 1:
+            entry["scores"] = volumes[0]["scores"]
+        else:
+            entry["volumes"] = volumes
+        per_fold.append(entry)
+    pooled = [
+        _score_pooled(config, found, spec=spec, voxel_size=found_at, folds=len(kept))
+        for found, found_at in zip(
+            regions, [test.voxel_size for test in kept[0].tests], strict=True
         )
-        scores = score_outputs(
-            this.recipe,
-            region,
-            spec=spec,
-            voxel_size=this.test.voxel_size,
-            evaluation=evaluation,
-        )
+    ]
+    for scores in pooled:
         scores.pop("instance_thresholds", None)
-        regions.append(region)
-        per_fold.append(
-            {
-                "fold": this.fold.index,
-                "chosen_on_sections": sum(int(s.labels.shape[0]) for s in sources),
-                "settings": chosen,
-                "scores": scores,
-            }
-        )
-        log.info(
-            "fold %d, settings chosen on %d validation sections %s: %s",
-            this.fold.index,
-            per_fold[-1]["chosen_on_sections"],
-            chosen,
-            _headline(scores),
-        )
-    pooled = _score_pooled(
-        config, regions, spec=spec, voxel_size=kept[0].test.voxel_size, folds=len(kept)
-    )
-    pooled.pop("instance_thresholds", None)
     every_maps = [m for k in kept for m in k.validation_maps]
     every_source = [s for k in kept for s in k.validation]
     recipe_settings = choose_instance_settings(
@@ -586,15 +709,19 @@ def _pooled_validation_choice(
     )
     log.info(
         "settings chosen on all %d validation sections: %s",
-        sum(int(s.labels.shape[0]) for s in every_source),
+        _sections(every_source),
         recipe_settings,
     )
-    return {
-        "per_fold": per_fold,
-        "pooled": pooled,
-        "recipe_settings": recipe_settings,
-        "recipe_settings_chosen_on_sections": sum(int(s.labels.shape[0]) for s in every_source),
-    }
+    result: dict[str, Any] = {"per_fold": per_fold}
+    if len(bases) == 1:
+        result["pooled"] = pooled[0]
+    else:
+        result["volumes"] = [
+            {"volume": b.name, "pooled": p} for b, p in zip(bases, pooled, strict=True)
+        ]
+    result["recipe_settings"] = recipe_settings
+    result["recipe_settings_chosen_on_sections"] = _sections(every_source)
+    return result
 
 
 def run_crossval(
@@ -620,8 +747,11 @@ def run_crossval(
     Parameters
     ----------
     config : TrainConfig
-        A recipe whose train, validation and test sources are z ranges of one
-        image/labels pair, together one contiguous span.
+        A recipe whose test sources are z ranges of labelled volumes that it also trains
+        (and validates) on, the z ranges of each volume together one contiguous span.
+        Each such volume is folded along z, side by side: fold ``k`` tests block ``k``
+        of every volume. Volumes without a test range train and validate in every fold;
+        test sources of volumes the recipe never trains on are left out.
     folds : int
         Number of folds.
     output : path-like
@@ -646,7 +776,10 @@ def run_crossval(
         ``report``: ``plan``, ``per_fold`` (ranges, training summary, thresholds and
         scores of each fold), ``pooled`` (the scores of all test blocks together, with
         95% block-bootstrap intervals over folds x yx blocks), ``spread`` (over folds),
-        ``machine``, ``date``.
+        ``pooled_validation_choice`` (the same with each fold's settings chosen on the
+        other folds' validation sections), ``machine``, ``date``. With several folded
+        volumes, ``per_fold`` entries hold ``volumes`` and ``pooled``/``spread`` are
+        given per volume under ``volumes``.
 
     Raises
     ------
@@ -654,26 +787,32 @@ def run_crossval(
         If the recipe cannot be folded or the output folder holds something else.
     """
     start = time.perf_counter()
-    base = _base_of(config)
-    plan = plan_folds(base.span, folds, validation_sections=base.validation_sections)
-    recipes = [fold_recipe(config, fold, base) for fold in plan]
+    folding = _folding_of(config)
+    bases = folding.bases
+    per_base = [plan_folds(b.span, folds, validation_sections=b.validation_sections) for b in bases]
+    plan = list(zip(*per_base, strict=True))
+    recipes = [fold_recipe(config, fold_set, folding) for fold_set in plan]
     texts = [yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False) for r in recipes]
     folder = Path(output)
-    resume = _check_output(folder, config, plan, overwrite=overwrite)
+    record = _plan_record(bases, plan)
+    resume = _check_output(folder, config, record, overwrite=overwrite)
 
-    regions: list[SegmentedRegion] = []
+    regions: list[list[SegmentedRegion]] = [[] for _ in bases]
+    voxel_sizes: list[VoxelSize] = []
     per_fold: list[dict[str, Any]] = []
     kept: list[_FoldPredictions] = []
-    for fold, recipe, text in zip(plan, recipes, texts, strict=True):
-        fold_dir = folder / f"fold-{fold.index}"
+    for index, (fold_set, recipe, text) in enumerate(zip(plan, recipes, texts, strict=True)):
+        fold_dir = folder / f"fold-{index}"
         found = _finished(fold_dir, recipe) if resume else None
         reused = found is not None
         log.info(
-            "fold %d/%d: test sections %d-%d%s",
-            fold.index + 1,
+            "fold %d/%d: tests %s%s",
+            index + 1,
             len(plan),
-            fold.test[0],
-            fold.test[1] - 1,
+            "; ".join(
+                (f"{b.name} " if len(bases) > 1 else "") + f"sections {f.test[0]}-{f.test[1] - 1}"
+                for b, f in zip(bases, fold_set, strict=True)
+            ),
             {
                 None: "",
                 "same": " (trained before, reused)",
@@ -710,67 +849,123 @@ def run_crossval(
             evaluation = recipe.evaluation.model_copy(update=chosen)
         else:
             evaluation = card_evaluation(card, recipe.evaluation)
-        loaded = load_source(recipe.test[0], native=True, context=spec.context)
-        maps = _predict_source(network, spec, loaded, device=recipe.device, tta=tta)
-        region = segment_outputs(
-            recipe,
-            maps,
-            loaded,
-            spec=spec,
-            evaluation=evaluation,
-            instance_labels=base.instance_labels,
-        )
+        tests: list[LoadedSource] = []
+        test_maps: list[NDArray[np.float32]] = []
+        volumes: list[dict[str, Any]] = []
+        thresholds = None
+        for b, (base, fold, source) in enumerate(zip(bases, fold_set, recipe.test, strict=True)):
+            loaded = load_source(source, native=True, context=spec.context)
+            maps = _predict_source(network, spec, loaded, device=recipe.device, tta=tta)
+            region = segment_outputs(
+                recipe,
+                maps,
+                loaded,
+                spec=spec,
+                evaluation=evaluation,
+                instance_labels=base.instance_labels,
+            )
+            scores = score_outputs(
+                recipe, region, spec=spec, voxel_size=loaded.voxel_size, evaluation=evaluation
+            )
+            thresholds = scores.pop("instance_thresholds", None)
+            regions[b].append(region)
+            if index == 0:
+                voxel_sizes.append(loaded.voxel_size)
+            if validation:
+                tests.append(loaded)
+                test_maps.append(maps)
+            del maps
+            log.info(
+                "fold %d/%d scores: %s%s",
+                index + 1,
+                len(plan),
+                f"{base.name}: " if len(bases) > 1 else "",
+                _headline(scores),
+            )
+            volumes.append(
+                {
+                    "volume": base.name,
+                    **{k: v for k, v in fold.to_dict().items() if k != "fold"},
+                    "scores": scores,
+                }
+            )
         if validation:
-            kept.append(_FoldPredictions(fold, recipe, validation, validation_maps, loaded, maps))
-        del maps
-        scores = score_outputs(
-            recipe, region, spec=spec, voxel_size=loaded.voxel_size, evaluation=evaluation
-        )
-        regions.append(region)
-        log.info("fold %d/%d scores: %s", fold.index + 1, len(plan), _headline(scores))
+            kept.append(
+                _FoldPredictions(index, recipe, validation, validation_maps, tests, test_maps)
+            )
         training = card.get("training") or {}
-        per_fold.append(
-            {
-                **fold.to_dict(),
-                "model": f"{fold_dir.name}/{MODEL_DIR}",  # relative to the output folder
-                "reused": reused,
-                "evaluation_recalibrated": bool(recalibrated and validation),
-                "epochs_run": training.get("epochs_run"),
-                "best_epoch": training.get("best_epoch"),
-                "train_seconds": training.get("train_seconds"),
-                "thresholds": scores.pop("instance_thresholds", None),
-                "scores": scores,
-            }
-        )
-        voxel_size = loaded.voxel_size
+        entry: dict[str, Any] = {
+            "model": f"{fold_dir.name}/{MODEL_DIR}",  # relative to the output folder
+            "reused": reused,
+            "evaluation_recalibrated": bool(recalibrated and validation),
+            "validation_sections": _sections(validation),
+            "epochs_run": training.get("epochs_run"),
+            "best_epoch": training.get("best_epoch"),
+            "train_seconds": training.get("train_seconds"),
+            "thresholds": thresholds,
+        }
+        if len(bases) == 1:
+            per_fold.append({**fold_set[0].to_dict(), **entry, "scores": volumes[0]["scores"]})
+        else:
+            per_fold.append({"fold": index, **entry, "volumes": volumes})
 
-    pooled = _score_pooled(config, regions, spec=spec, voxel_size=voxel_size, folds=len(plan))
     # each fold chose its own thresholds on its own validation sections (see per_fold)
-    pooled.pop("instance_thresholds", None)
+    pooled = [
+        _score_pooled(config, found, spec=spec, voxel_size=size, folds=len(plan))
+        for found, size in zip(regions, voxel_sizes, strict=True)
+    ]
+    for scores in pooled:
+        scores.pop("instance_thresholds", None)
+    spread = [
+        _spread([{"scores": f["volumes"][b]["scores"]} for f in per_fold])
+        if len(bases) > 1
+        else _spread(per_fold)
+        for b in range(len(bases))
+    ]
     choice = (
-        _pooled_validation_choice(config, kept, spec=spec, instance_labels=base.instance_labels)
+        _pooled_validation_choice(config, kept, bases=bases, spec=spec)
         if len(kept) == len(plan)
         else None
     )
     del kept
-    report = {
+    report: dict[str, Any] = {
         "recipe_name": config.name,
         "recipe_file": recipe_path,
         "command": command,
         "folds": len(plan),
-        "sections": list(base.span),
-        "data": base.source.describe(),
-        "voxel_size_nm": list(voxel_size.as_tuple()),
-        "plan": [fold.to_dict() for fold in plan],
-        "tta": tta,
-        "per_fold": per_fold,
-        "pooled": pooled,
-        "spread": _spread(per_fold),
-        "pooled_validation_choice": choice,
-        "seconds": round(time.perf_counter() - start, 1),
-        "machine": _machine(config.device),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+    if len(bases) == 1:
+        report.update(
+            sections=list(bases[0].span),
+            data=bases[0].source.describe(),
+            voxel_size_nm=list(voxel_sizes[0].as_tuple()),
+        )
+    report.update(plan=record, tta=tta, per_fold=per_fold)
+    if len(bases) == 1:
+        report.update(pooled=pooled[0], spread=spread[0])
+    else:
+        report["volumes"] = [
+            {
+                "volume": b.name,
+                "data": b.source.describe(),
+                "sections": list(b.span),
+                "voxel_size_nm": list(size.as_tuple()),
+                "pooled": p,
+                "spread": sp,
+            }
+            for b, size, p, sp in zip(bases, voxel_sizes, pooled, spread, strict=True)
+        ]
+    report.update(
+        fixed_sources={
+            "train": [s.describe() for s in folding.fixed_train],
+            "validation": [s.describe() for s in folding.fixed_validation],
+        },
+        left_out=[s.describe() for s in folding.left_out],
+        pooled_validation_choice=choice,
+        seconds=round(time.perf_counter() - start, 1),
+        machine=_machine(config.device),
+        date=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
     _plot(report, folder / FIGURE_FILE)
     report["figure"] = FIGURE_FILE
     _write_json(folder / CROSSVAL_FILE, report)
@@ -802,6 +997,21 @@ def _pooled_metrics(pooled: dict[str, Any]) -> dict[str, dict[str, float | None]
     return metrics
 
 
+def _mean_metrics(
+    volumes: Sequence[dict[str, dict[str, float | None]]],
+) -> dict[str, dict[str, float | None]]:
+    """Mean over volumes of the metrics every volume has (no interval)."""
+    keys = [k for k in volumes[0] if all(k in v for v in volumes)]
+    return {
+        key: {
+            "value": round(float(np.mean([v[key]["value"] or 0.0 for v in volumes])), 4),
+            "low": None,
+            "high": None,
+        }
+        for key in keys
+    }
+
+
 def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
     """Headline numbers of a ``crossval.json`` report (for model cards and listings).
 
@@ -813,9 +1023,10 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
         ``{"value", "low", "high"}`` (``low``/``high`` ``None`` without an interval);
         ``pooled_validation_choice`` (``metrics`` with the settings chosen on the other
         folds' validation sections together, and ``recipe_settings``) when the report
-        has it.
+        has it. A cross-validation of several volumes has ``volumes`` (name, sections,
+        object counts and metrics of each) and, as ``metrics``, their mean without
+        intervals; ``sections`` is then ``None``.
     """
-    pooled = report.get("pooled") or {}
     summary: dict[str, Any] = {
         "folds": report.get("folds"),
         "sections": report.get("sections"),
@@ -823,11 +1034,40 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
         "command": report.get("command"),
         "date": report.get("date"),
         "processor": (report.get("machine") or {}).get("processor"),
-        "n_pred": pooled.get("n_pred"),
-        "n_gt": pooled.get("n_gt"),
-        "metrics": _pooled_metrics(pooled),
     }
     choice = report.get("pooled_validation_choice")
+    if "volumes" in report:
+        volumes = [
+            {
+                "volume": v["volume"],
+                "sections": v["sections"],
+                "n_pred": v["pooled"].get("n_pred"),
+                "n_gt": v["pooled"].get("n_gt"),
+                "metrics": _pooled_metrics(v["pooled"]),
+            }
+            for v in report["volumes"]
+        ]
+        summary.update(
+            n_pred=None,
+            n_gt=None,
+            volumes=volumes,
+            metrics=_mean_metrics([v["metrics"] for v in volumes]),
+        )
+        if choice:
+            chosen = [
+                {"volume": v["volume"], "metrics": _pooled_metrics(v["pooled"])}
+                for v in choice["volumes"]
+            ]
+            summary["pooled_validation_choice"] = {
+                "metrics": _mean_metrics([v["metrics"] for v in chosen]),
+                "volumes": chosen,
+                "recipe_settings": choice["recipe_settings"],
+            }
+        return summary
+    pooled = report.get("pooled") or {}
+    summary.update(
+        n_pred=pooled.get("n_pred"), n_gt=pooled.get("n_gt"), metrics=_pooled_metrics(pooled)
+    )
     if choice:
         summary["pooled_validation_choice"] = {
             "metrics": _pooled_metrics(choice["pooled"]),
