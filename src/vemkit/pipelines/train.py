@@ -1498,13 +1498,12 @@ def _choose_on_validation(
     spec: ModelSpec,
     *,
     device: str,
-    tta: bool = False,
 ) -> dict[str, Any]:
     """Instance settings chosen on the validation sources, or ``{}`` if not asked for."""
     if not calibrates(config):
         return {}
     sources = [load_source(s, native=True, context=spec.context) for s in config.validation]
-    return _calibrate(config, network, spec, sources, device=device, tta=tta)
+    return _calibrate(config, network, spec, sources, device=device)
 
 
 def _calibrate(
@@ -1514,14 +1513,13 @@ def _calibrate(
     sources: Sequence[LoadedSource],
     *,
     device: str,
-    tta: bool = False,
 ) -> dict[str, Any]:
     """Pick the thresholds best for (foreground IoU + object F1@0.5) / 2 on validation data.
 
     Only the validation sources are used, at their own voxel size, through
-    :func:`predict_block` like the held-out evaluation (with ``tta`` if it will use it).
+    :func:`predict_block` like the held-out evaluation.
     """
-    predicted = [_predict_source(network, spec, s, device=device, tta=tta) for s in sources]
+    predicted = [_predict_source(network, spec, s, device=device) for s in sources]
     chosen = choose_instance_settings(predicted, sources, spec=spec, evaluation=config.evaluation)
     log.info("chosen on the validation data: %s", chosen)
     return chosen
