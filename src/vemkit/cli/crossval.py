@@ -64,9 +64,10 @@ def crossval_command(
 ) -> None:
     """Cross-validate a recipe: train K models, each tested on sections it never saw.
 
-    The recipe's train, validation and test sources must be z ranges of one labelled
-    volume. Every section is predicted once, by the fold that left it out, and all are
-    scored together (OUTPUT/crossval.json). Rerun the same command to resume.
+    The recipe's test sources must be z ranges of labelled volumes it also trains on;
+    several such volumes are folded side by side and scored each on its own. Every
+    section is predicted once, by the fold that left it out, and all are scored together
+    (OUTPUT/crossval.json, OUTPUT/crossval.png). Rerun the same command to resume.
     """
     from vemkit.pipelines.crossval import CROSSVAL_FILE, run_crossval, summarise_crossval
     from vemkit.pipelines.train import load_train_config
