@@ -415,6 +415,22 @@ def test_cli_crossval(tubes, tmp_path):
     assert "at least 2 folds" in bad.output
 
 
+def test_semantic_targets_report_pixel_f1_with_its_interval(tubes, tmp_path, one_torch_thread):
+    data = tube_recipe(tubes, epochs=1, target={"type": "binary"})
+    data["evaluation"] = {
+        "calibrate_thresholds": True,
+        "instances": "none",
+        "boundary_dilation_px": 2,
+    }
+    result = run_crossval(parse_train_config(data), folds=2, output=tmp_path / "cv")
+    metrics = summarise_crossval(result.report)["metrics"]
+    iou, f1 = metrics["foreground_iou"], metrics["foreground_f1"]
+    assert f1["value"] == pytest.approx(2 * iou["value"] / (1 + iou["value"]), abs=1e-6)
+    assert f1["low"] <= f1["value"] <= f1["high"]
+    assert "foreground_f1_tolerant" in metrics
+    assert not any(key.startswith("object_f1") for key in metrics)
+
+
 @pytest.fixture(scope="module")
 def several_volumes(tubes, tmp_path_factory):
     """Tube volume A (8 sections) and B (6 sections), C trains only, D is tested only."""

@@ -174,8 +174,9 @@ def _print_volume(
     masks = pooled.get("mask_confidence_intervals") or {}
     blocks = f"95% CI over {intervals.get('n_blocks', masks.get('n_blocks'))} blocks"
     typer.echo(f"  all folds together ({blocks}):")
-    if key:
-        typer.echo(f"    {_label(key)}: {_score(metrics[key])}")
+    for name, entry in metrics.items():
+        if not name.startswith("object_f1@"):
+            typer.echo(f"    {_label(name)}: {_score(entry)}")
     if has_objects:
         typer.echo(f"    instances' foreground IoU: {_score(intervals.get('iou'))}")
         for name, entry in metrics.items():

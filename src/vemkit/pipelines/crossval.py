@@ -510,6 +510,7 @@ def _spread(per_fold: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 _PLOTTED = {
     "foreground_iou": "foreground IoU",
+    "foreground_f1": "pixel F1",
     "boundary_iou": "boundary IoU",
     "weighted_f1": "weighted F1",
     "object_f1@0.5": "object F1@0.5",
@@ -979,9 +980,16 @@ def _pooled_metrics(pooled: dict[str, Any]) -> dict[str, dict[str, float | None]
         objects if "object_f1_at" not in pooled else {}
     )
     metrics: dict[str, dict[str, float | None]] = {}
-    for key in ("foreground_iou", "boundary_iou", "weighted_f1", "macro_f1"):
+    keys = ["foreground_iou", "boundary_iou", "weighted_f1", "macro_f1"]
+    if "object_f1_at" not in pooled:  # semantic targets (membranes): pixel F1 = Dice too
+        keys[1:1] = ["foreground_f1", "foreground_f1_tolerant"]
+    for key in keys:
         if isinstance(pooled.get(key), float):
-            interval = masks.get("iou") if key.endswith("_iou") else None
+            interval = None
+            if key.endswith("_iou"):
+                interval = masks.get("iou")
+            elif key == "foreground_f1":
+                interval = masks.get("dice")
             metrics[key] = {
                 "value": pooled[key],
                 "low": (interval or {}).get("low"),
