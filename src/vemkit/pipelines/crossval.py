@@ -524,18 +524,35 @@ def _fold_score(scores: dict[str, Any], key: str) -> float | None:
     return scores.get(key)
 
 
+def _plotted_of_volume(metrics: dict[str, Any]) -> dict[str, Any]:
+    """One mask metric (pixel F1 where there is one) and object F1 of a volume, for plots."""
+    mask = next(
+        (
+            k
+            for k in ("foreground_f1", "foreground_iou", "boundary_iou", "weighted_f1")
+            if k in metrics
+        ),
+        None,
+    )
+    return {k: v for k, v in metrics.items() if k in (mask, "object_f1@0.5")}
+
+
 def _plot(report: dict[str, Any], path: Path) -> None:
     """Dot chart of the folds' main scores with the pooled score and its interval."""
     summary = summarise_crossval(report)
     # (label prefix, the folds' scores of that volume, its pooled metrics)
     if "volumes" in summary:
+        names = [volume["volume"] for volume in summary["volumes"]]
+        short = [name.split("/")[0] for name in names]  # the dataset, when that is unique
+        if len(set(short)) == len(short):
+            names = short
         panels = [
             (
-                f"{volume['volume']}: ",
+                f"{name}: ",
                 [f["volumes"][b]["scores"] for f in report["per_fold"]],
-                volume["metrics"],
+                _plotted_of_volume(volume["metrics"]),
             )
-            for b, volume in enumerate(summary["volumes"])
+            for b, (name, volume) in enumerate(zip(names, summary["volumes"], strict=True))
         ]
         folds = [f"fold {fold['fold']}" for fold in report["per_fold"]]
         where = f"{len(panels)} volumes"
@@ -555,7 +572,8 @@ def _plot(report: dict[str, Any], path: Path) -> None:
     if not scores:
         return
     title = (
-        f"{report['recipe_name']}: {report['folds']}-fold cross-validation, {where}"
+        f"{report['recipe_name']}: {report['folds']}-fold "
+        f"{'CV' if len(panels) > 1 else 'cross-validation'}, {where}"
         f"{' (TTA)' if report.get('tta') else ''}"
     )
     tmp = path.with_name("tmp-" + path.name)
