@@ -42,6 +42,7 @@ from vemkit.pipelines.predict import ModelSpec, load_predictor
 from vemkit.pipelines.train import (
     MODEL_DIR,
     RECIPE_FILE,
+    CandidateScores,
     DataSource,
     LoadedSource,
     SegmentedRegion,
@@ -51,10 +52,11 @@ from vemkit.pipelines.train import (
     calibrates,
     card_evaluation,
     changed_fields,
-    choose_instance_settings,
+    choose_from_candidates,
     load_source,
     parse_train_config,
     run_training,
+    score_candidates,
     score_outputs,
     segment_outputs,
 )
@@ -632,8 +634,9 @@ class _FoldPredictions:
 
     index: int
     recipe: TrainConfig
-    validation: list[LoadedSource]
-    validation_maps: list[NDArray[np.float32]]
+    validation: list[DataSource]
+    validation_sections: list[int]
+    candidates: list[CandidateScores]  # of each validation source, scored once
     tests: list[LoadedSource]  # one per folded volume
     test_maps: list[NDArray[np.float32]]
 
@@ -645,10 +648,6 @@ def _overlaps(a: DataSource, b: DataSource) -> bool:
     if a.z_range is None or b.z_range is None:
         return True
     return a.z_range[0] < b.z_range[1] and b.z_range[0] < a.z_range[1]
-
-
-def _sections(sources: Sequence[LoadedSource]) -> int:
-    return sum(int(s.labels.shape[0]) for s in sources)
 
 
 def _pooled_validation_choice(
@@ -668,14 +667,16 @@ def _pooled_validation_choice(
     regions: list[list[SegmentedRegion]] = [[] for _ in bases]
     per_fold: list[dict[str, Any]] = []
     for this in kept:
-        maps: list[NDArray[np.float32]] = []
-        sources: list[LoadedSource] = []
+        candidates: list[CandidateScores] = []
+        sections = 0
         for other in kept:
-            for found, source in zip(other.validation_maps, other.validation, strict=True):
-                if not any(_overlaps(source.source, t.source) for t in this.tests):
-                    maps.append(found)
-                    sources.append(source)
-        chosen = choose_instance_settings(maps, sources, spec=spec, evaluation=config.evaluation)
+            for source, n, scored in zip(
+                other.validation, other.validation_sections, other.candidates, strict=True
+            ):
+                if not any(_overlaps(source, t.source) for t in this.tests):
+                    candidates.append(scored)
+                    sections += n
+        chosen = choose_from_candidates(candidates, spec=spec, evaluation=config.evaluation)
         evaluation = config.evaluation.model_copy(update=chosen)
         volumes = []
         for b, (base, test, found) in enumerate(
@@ -698,14 +699,14 @@ def _pooled_validation_choice(
             log.info(
                 "fold %d, settings chosen on %d validation sections %s: %s%s",
                 this.index,
-                _sections(sources),
+                sections,
                 chosen,
                 f"{base.name}: " if len(bases) > 1 else "",
                 _headline(scores),
             )
         entry: dict[str, Any] = {
             "fold": this.index,
-            "chosen_on_sections": _sections(sources),
+            "chosen_on_sections": sections,
             "settings": chosen,
         }
         if len(bases) == 1:
@@ -721,16 +722,11 @@ def _pooled_validation_choice(
     ]
     for scores in pooled:
         scores.pop("instance_thresholds", None)
-    every_maps = [m for k in kept for m in k.validation_maps]
-    every_source = [s for k in kept for s in k.validation]
-    recipe_settings = choose_instance_settings(
-        every_maps, every_source, spec=spec, evaluation=config.evaluation
+    every_section = sum(n for k in kept for n in k.validation_sections)
+    recipe_settings = choose_from_candidates(
+        [c for k in kept for c in k.candidates], spec=spec, evaluation=config.evaluation
     )
-    log.info(
-        "settings chosen on all %d validation sections: %s",
-        _sections(every_source),
-        recipe_settings,
-    )
+    log.info("settings chosen on all %d validation sections: %s", every_section, recipe_settings)
     result: dict[str, Any] = {"per_fold": per_fold}
     if len(bases) == 1:
         result["pooled"] = pooled[0]
@@ -739,7 +735,7 @@ def _pooled_validation_choice(
             {"volume": b.name, "pooled": p} for b, p in zip(bases, pooled, strict=True)
         ]
     result["recipe_settings"] = recipe_settings
-    result["recipe_settings_chosen_on_sections"] = _sections(every_source)
+    result["recipe_settings_chosen_on_sections"] = every_section
     return result
 
 
@@ -848,22 +844,22 @@ def run_crossval(
                 progress=progress,
             )
         network, spec, card = load_predictor(fold_dir / MODEL_DIR, device=recipe.device)
-        validation: list[LoadedSource] = []
-        validation_maps: list[NDArray[np.float32]] = []
+        candidates: list[CandidateScores] = []
+        validation_sections: list[int] = []
         if calibrates(recipe):
-            validation = [
-                load_source(s, native=True, context=spec.context) for s in recipe.validation
-            ]
-            validation_maps = [
-                _predict_source(network, spec, v, device=recipe.device, tta=tta) for v in validation
-            ]
-        recalibrated = found == "weights" or tta
-        if recalibrated and validation:
+            for source in recipe.validation:
+                loaded = load_source(source, native=True, context=spec.context)
+                maps = _predict_source(network, spec, loaded, device=recipe.device, tta=tta)
+                candidates.append(
+                    score_candidates(maps, loaded, spec=spec, evaluation=recipe.evaluation)
+                )
+                validation_sections.append(int(loaded.labels.shape[0]))
+            del maps, loaded
+        recalibrated = bool(found == "weights" or tta) and bool(candidates)
+        if recalibrated:
             # trained with other evaluation settings, or predicted otherwise than in
             # training: choose this recipe's settings on validation, predicted as the test
-            chosen = choose_instance_settings(
-                validation_maps, validation, spec=spec, evaluation=recipe.evaluation
-            )
+            chosen = choose_from_candidates(candidates, spec=spec, evaluation=recipe.evaluation)
             log.info("chosen on the validation data: %s", chosen)
             evaluation = recipe.evaluation.model_copy(update=chosen)
         else:
@@ -890,7 +886,7 @@ def run_crossval(
             regions[b].append(region)
             if index == 0:
                 voxel_sizes.append(loaded.voxel_size)
-            if validation:
+            if candidates:
                 tests.append(loaded)
                 test_maps.append(maps)
             del maps
@@ -908,16 +904,24 @@ def run_crossval(
                     "scores": scores,
                 }
             )
-        if validation:
+        if candidates:
             kept.append(
-                _FoldPredictions(index, recipe, validation, validation_maps, tests, test_maps)
+                _FoldPredictions(
+                    index,
+                    recipe,
+                    list(recipe.validation),
+                    validation_sections,
+                    candidates,
+                    tests,
+                    test_maps,
+                )
             )
         training = card.get("training") or {}
         entry: dict[str, Any] = {
             "model": f"{fold_dir.name}/{MODEL_DIR}",  # relative to the output folder
             "reused": reused,
-            "evaluation_recalibrated": bool(recalibrated and validation),
-            "validation_sections": _sections(validation),
+            "evaluation_recalibrated": recalibrated,
+            "validation_sections": sum(validation_sections),
             "epochs_run": training.get("epochs_run"),
             "best_epoch": training.get("best_epoch"),
             "train_seconds": training.get("train_seconds"),

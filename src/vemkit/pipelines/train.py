@@ -91,6 +91,7 @@ from vemkit.progress import Progress
 
 __all__ = [
     "AugmentSettings",
+    "CandidateScores",
     "DataSource",
     "EvaluationSettings",
     "LoadedSource",
@@ -104,6 +105,7 @@ __all__ = [
     "build_model",
     "calibrates",
     "changed_fields",
+    "choose_from_candidates",
     "choose_instance_settings",
     "convert_labels",
     "load_train_config",
@@ -1525,6 +1527,116 @@ def _calibrate(
     return chosen
 
 
+_CANDIDATE_FOREGROUND = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class CandidateScores:
+    """One validation source's scores under every candidate instance setting.
+
+    ``counts``: per foreground threshold, the (intersection, union) of the mask with the
+    truth; ``f1``: per (method, foreground, boundary threshold), object F1@0.5 (empty
+    without instances). Choices over several sources (:func:`choose_from_candidates`)
+    add the counts and average the F1s, so each source is scored once however many
+    choices it takes part in.
+    """
+
+    counts: dict[float, tuple[int, int]]
+    f1: dict[tuple[InstanceMethod, float, float], float]
+
+
+def _uses_instances(spec: ModelSpec, evaluation: EvaluationSettings) -> bool:
+    return "boundary" in spec.channels and evaluation.instances != "none"
+
+
+def score_candidates(
+    maps: NDArray[np.float32],
+    source: LoadedSource,
+    *,
+    spec: ModelSpec,
+    evaluation: EvaluationSettings,
+) -> CandidateScores:
+    """Score every candidate setting of :func:`choose_instance_settings` on one source."""
+    known = np.ones(source.labels.shape, bool)
+    if source.source.ignore_value is not None:
+        known = source.labels != source.source.ignore_value
+    truth = (source.labels > 0) & known
+    counts = {}
+    for t in _CANDIDATE_FOREGROUND:
+        mask = (maps[0] > t) & known
+        counts[t] = (int(np.count_nonzero(mask & truth)), int(np.count_nonzero(mask | truth)))
+    f1: dict[tuple[InstanceMethod, float, float], float] = {}
+    if _uses_instances(spec, evaluation):
+        for method in evaluation.instance_candidates or [evaluation.instances]:
+            boundaries = (
+                (evaluation.boundary_threshold,)
+                if method == "connected_components_3d"
+                else (0.3, 0.5, 0.7, 0.9)
+            )
+            for fg in _CANDIDATE_FOREGROUND:
+                for bd in boundaries:
+                    objects = segment_instances(
+                        maps,
+                        spec=spec,
+                        voxel_size=source.voxel_size,
+                        method=method,
+                        foreground_threshold=fg,
+                        boundary_threshold=bd,
+                        min_size_nm3=evaluation.min_size_nm3,
+                        min_seed_size_nm3=evaluation.min_seed_size_nm3,
+                    )
+                    result = evaluate(
+                        objects,
+                        source.labels,
+                        voxel_size=source.voxel_size,
+                        instance=True,
+                        thresholds=(0.5,),
+                        ignore_label=source.source.ignore_value,
+                    )
+                    f1[method, fg, bd] = result["f1_at"]["0.5"] or 0.0
+    return CandidateScores(counts, f1)
+
+
+def choose_from_candidates(
+    scores: Sequence[CandidateScores],
+    *,
+    spec: ModelSpec,
+    evaluation: EvaluationSettings,
+) -> dict[str, Any]:
+    """Choose settings on several sources' candidate scores (see choose_instance_settings)."""
+
+    def iou(threshold: float) -> float:
+        inter = sum(s.counts[threshold][0] for s in scores)
+        union = sum(s.counts[threshold][1] for s in scores)
+        return inter / union if union else 1.0
+
+    if not _uses_instances(spec, evaluation):
+        foreground = max(_CANDIDATE_FOREGROUND, key=lambda t: (round(iou(t), 4), -abs(t - 0.5)))
+        return {"foreground_threshold": foreground}
+
+    # One foreground threshold serves both the semantic mask and the instances, so
+    # choose the pair (and method) best for the mean of foreground IoU and object F1@0.5.
+    methods = list(evaluation.instance_candidates or [evaluation.instances])
+    ious = {t: iou(t) for t in _CANDIDATE_FOREGROUND}
+    scored = {
+        key: (ious[key[1]] + float(np.mean([s.f1[key] for s in scores]))) / 2
+        for key in scores[0].f1
+    }
+    method, foreground, boundary = max(
+        scored,
+        key=lambda key: (
+            round(scored[key], 4),
+            -methods.index(key[0]),
+            -abs(key[1] - 0.5),
+            -abs(key[2] - 0.5),
+        ),
+    )
+    chosen: dict[str, Any] = {"foreground_threshold": foreground, "boundary_threshold": boundary}
+    if len(methods) > 1:
+        chosen["instances"] = method
+    return chosen
+
+
 def choose_instance_settings(
     predicted: Sequence[NDArray[np.float32]],
     sources: Sequence[LoadedSource],
@@ -1551,76 +1663,14 @@ def choose_instance_settings(
     dict
         ``foreground_threshold``; with a boundary channel and instances also
         ``boundary_threshold``, and ``instances`` when there were candidates. Ties go to
-        the configured method, then to thresholds nearest 0.5.
+        the configured method, then to thresholds nearest 0.5. IoU counts all sources'
+        voxels together; object F1 is the mean over the sources.
     """
-    candidates = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-    def iou(threshold: float) -> float:
-        inter = union = 0
-        for maps, s in zip(predicted, sources, strict=True):
-            known = np.ones(s.labels.shape, bool)
-            if s.source.ignore_value is not None:
-                known = s.labels != s.source.ignore_value
-            a, b = (maps[0] > threshold) & known, (s.labels > 0) & known
-            inter += int(np.count_nonzero(a & b))
-            union += int(np.count_nonzero(a | b))
-        return inter / union if union else 1.0
-
-    if "boundary" not in spec.channels or evaluation.instances == "none":
-        foreground = max(candidates, key=lambda t: (round(iou(t), 4), -abs(t - 0.5)))
-        return {"foreground_threshold": foreground}
-
-    def f1(method: InstanceMethod, foreground: float, boundary: float) -> float:
-        scores = []
-        for maps, s in zip(predicted, sources, strict=True):
-            objects = segment_instances(
-                maps,
-                spec=spec,
-                voxel_size=s.voxel_size,
-                method=method,
-                foreground_threshold=foreground,
-                boundary_threshold=boundary,
-                min_size_nm3=evaluation.min_size_nm3,
-                min_seed_size_nm3=evaluation.min_seed_size_nm3,
-            )
-            result = evaluate(
-                objects,
-                s.labels,
-                voxel_size=s.voxel_size,
-                instance=True,
-                thresholds=(0.5,),
-                ignore_label=s.source.ignore_value,
-            )
-            scores.append(result["f1_at"]["0.5"] or 0.0)
-        return float(np.mean(scores))
-
-    # One foreground threshold serves both the semantic mask and the instances, so
-    # choose the pair (and method) best for the mean of foreground IoU and object F1@0.5.
-    methods = list(evaluation.instance_candidates or [evaluation.instances])
-    ious = {t: iou(t) for t in candidates}
-    scored: dict[tuple[InstanceMethod, float, float], float] = {}
-    for method in methods:
-        boundaries = (
-            (evaluation.boundary_threshold,)
-            if method == "connected_components_3d"
-            else (0.3, 0.5, 0.7, 0.9)
-        )
-        for fg in candidates:
-            for bd in boundaries:
-                scored[method, fg, bd] = (ious[fg] + f1(method, fg, bd)) / 2
-    method, foreground, boundary = max(
-        scored,
-        key=lambda key: (
-            round(scored[key], 4),
-            -methods.index(key[0]),
-            -abs(key[1] - 0.5),
-            -abs(key[2] - 0.5),
-        ),
-    )
-    chosen: dict[str, Any] = {"foreground_threshold": foreground, "boundary_threshold": boundary}
-    if len(methods) > 1:
-        chosen["instances"] = method
-    return chosen
+    scores = [
+        score_candidates(maps, source, spec=spec, evaluation=evaluation)
+        for maps, source in zip(predicted, sources, strict=True)
+    ]
+    return choose_from_candidates(scores, spec=spec, evaluation=evaluation)
 
 
 def _score_test_sources(
