@@ -605,7 +605,11 @@ def _score_pooled(
     voxel_size: VoxelSize,
     folds: int,
 ) -> dict[str, Any]:
-    """Score the folds' test blocks together, with block-bootstrap intervals (folds x yx)."""
+    """Score the folds' test blocks together, with block-bootstrap intervals (folds x yx).
+
+    The folds chose their thresholds each (see their own scores), so the pooled scores
+    carry none.
+    """
     pooled_region = pool_regions(regions)
     yx_blocks = default_blocks(pooled_region.predicted.shape[1:], voxel_size.as_tuple()[1:])
     pooled = score_outputs(
@@ -616,6 +620,7 @@ def _score_pooled(
         evaluation=config.evaluation,
         blocks=(folds, *yx_blocks),
     )
+    pooled.pop("instance_thresholds", None)
     if pooled_region.objects is not None:
         # the intervals above are of the instances; add those of the thresholded maps
         pooled["mask_confidence_intervals"] = bootstrap_scores(
@@ -720,8 +725,6 @@ def _pooled_validation_choice(
             regions, [test.voxel_size for test in kept[0].tests], strict=True
         )
     ]
-    for scores in pooled:
-        scores.pop("instance_thresholds", None)
     every_section = sum(n for k in kept for n in k.validation_sections)
     recipe_settings = choose_from_candidates(
         [c for k in kept for c in k.candidates], spec=spec, evaluation=config.evaluation
@@ -932,13 +935,10 @@ def run_crossval(
         else:
             per_fold.append({"fold": index, **entry, "volumes": volumes})
 
-    # each fold chose its own thresholds on its own validation sections (see per_fold)
     pooled = [
         _score_pooled(config, found, spec=spec, voxel_size=size, folds=len(plan))
         for found, size in zip(regions, voxel_sizes, strict=True)
     ]
-    for scores in pooled:
-        scores.pop("instance_thresholds", None)
     spread = [
         _spread([{"scores": f["volumes"][b]["scores"]} for f in per_fold])
         if len(bases) > 1
