@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vemkit.errors import ConfigError, InvalidVolumeError
-from vemkit.measure import bootstrap_scores, default_blocks, evaluate
+from vemkit.measure import bootstrap_scores, default_blocks, evaluate, paired_difference
 from vemkit.measure.uncertainty import _block_ids
 
 
@@ -112,3 +112,69 @@ def test_bad_arrays_are_clear_errors() -> None:
         bootstrap_scores(np.zeros((2, 4, 4), np.uint8), np.zeros((2, 4, 5), np.uint8))
     with pytest.raises(InvalidVolumeError, match="integer"):
         bootstrap_scores(np.zeros((2, 4, 4)), np.zeros((2, 4, 4), np.uint8))
+
+
+# --- paired comparison -----------------------------------------------------------------------
+def test_block_counts_add_up_to_the_pooled_counts() -> None:
+    pred, truth = _grid_of_squares(6, missing_every=3)
+    result = bootstrap_scores(pred, truth, n_resamples=50, block_counts=True)
+    counts = result["block_counts"]
+    assert len(counts["intersection"]) == result["n_blocks"] == 16
+    inter, p, g = (sum(counts[k]) for k in ("intersection", "predicted", "truth"))
+    assert inter / (p + g - inter) == pytest.approx(result["iou"]["value"])
+    assert (sum(counts["n_gt"]), sum(counts["n_pred"])) == (result["n_gt"], result["n_pred"])
+    f1 = 2 * sum(counts["matched"]["0.5"]) / (result["n_gt"] + result["n_pred"])
+    assert f1 == pytest.approx(result["f1_at"]["0.5"]["value"])
+    assert "block_counts" not in bootstrap_scores(pred, truth, n_resamples=50)
+
+
+def test_the_same_segmentation_twice_differs_by_nothing() -> None:
+    pred, truth = _grid_of_squares(6, missing_every=3)
+    counts = bootstrap_scores(pred, truth, n_resamples=10, block_counts=True)["block_counts"]
+    result = paired_difference(counts, counts, n_resamples=200)
+    assert set(result) == {"iou", "dice", "f1_at_0.5"}
+    for entry in result.values():
+        assert entry["difference"] == entry["low"] == entry["high"] == 0.0
+        assert entry["p_better"] == 0.5
+
+
+def test_pairing_finds_a_small_consistent_gain_that_separate_intervals_cannot() -> None:
+    # B finds one more square than A in every block of a segmentation with uneven blocks
+    truth = _grid_of_squares(16)[1]
+    a = truth.copy()
+    b = truth.copy()
+    rng = np.random.default_rng(5)
+    labels = np.unique(truth)[1:]
+    for block_y in range(4):
+        for block_x in range(4):
+            inside = [
+                v
+                for v in labels
+                if (np.argwhere(truth[0] == v)[0] // 32 == (block_y, block_x)).all()
+            ]
+            lost = rng.choice(inside, size=int(rng.integers(2, 9)), replace=False)
+            for value in lost:
+                a[truth == value] = 0
+            for value in lost[1:]:
+                b[truth == value] = 0
+    ci_a = bootstrap_scores(a, truth, n_resamples=500, block_counts=True)
+    ci_b = bootstrap_scores(b, truth, n_resamples=500, block_counts=True)
+    gain = paired_difference(ci_a["block_counts"], ci_b["block_counts"], n_resamples=500)
+    f1 = gain["f1_at_0.5"]
+    assert f1["difference"] == pytest.approx(
+        ci_b["f1_at"]["0.5"]["value"] - ci_a["f1_at"]["0.5"]["value"]
+    )
+    assert 0 < f1["low"] <= f1["difference"] <= f1["high"]
+    assert f1["p_better"] == 1.0
+    # the separate intervals overlap: on their own they could not tell A and B apart
+    assert ci_b["f1_at"]["0.5"]["low"] < ci_a["f1_at"]["0.5"]["high"]
+
+
+def test_counts_of_different_block_grids_are_refused() -> None:
+    pred, truth = _grid_of_squares(4)
+    four = bootstrap_scores(pred, truth, blocks=(1, 2, 2), block_counts=True)["block_counts"]
+    two = bootstrap_scores(pred, truth, blocks=(1, 1, 2), block_counts=True)["block_counts"]
+    with pytest.raises(ConfigError, match="different block grids"):
+        paired_difference(four, two)
+    with pytest.raises(ConfigError, match="confidence"):
+        paired_difference(four, four, confidence=1.0)

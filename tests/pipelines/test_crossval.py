@@ -19,6 +19,7 @@ from vemkit.geometry import VoxelSize
 from vemkit.measure.metrics import evaluate
 from vemkit.pipelines.crossval import (
     CROSSVAL_FILE,
+    compare_crossval,
     plan_folds,
     pool_regions,
     run_crossval,
@@ -183,8 +184,8 @@ def tube_recipe(folder, **changes):
         "network": {"dims": 2, "depth": 2, "base_channels": 4, "norm": "batch"},
         "patch_shape": [32, 32],
         "batch_size": 4,
-        "epochs": 2,
-        "samples_per_epoch": 8,
+        "epochs": 10,
+        "samples_per_epoch": 32,  # enough to learn the tubes (pooled IoU ~0.7)
         "validation_samples": 4,
         "prediction": {"tile": 64},
         "evaluation": {"calibrate_thresholds": True, "min_size_nm3": 1000},
@@ -498,6 +499,9 @@ def test_several_volumes_are_folded_side_by_side(several_volumes, tmp_path, one_
     again = run_crossval(config, folds=2, output=tmp_path / "cv")
     assert all(f["reused"] for f in again.report["per_fold"])
     assert again.report["volumes"] == report["volumes"]
+    compared = compare_crossval(report, again.report, settings="other_folds")
+    assert [v["volume"] for v in compared["volumes"]] == [a, b]
+    assert all(m["difference"] == 0.0 for v in compared["volumes"] for m in v["metrics"].values())
     # a model shipped with this report shows each volume's cross-validated scores
     model = tmp_path / "model"
     shutil.copytree(result.output / report["per_fold"][0]["model"], model)
@@ -538,3 +542,64 @@ def test_a_model_shipped_with_its_crossval_report_shows_it(crossval, tmp_path):
     shown = CliRunner().invoke(app, ["models", "show", str(model)])
     assert shown.exit_code == 0, shown.output
     assert "recipe cross-validated (3 folds over sections 0-7, 95% intervals on" in shown.output
+
+
+def test_two_cross_validations_of_the_same_folds_are_compared_paired(crossval, tmp_path):
+    config, first = crossval
+    copy = tmp_path / "b"
+    shutil.copytree(first.output, copy)
+    other = run_crossval(config, folds=3, output=copy, tta=True)  # the same folds, with TTA
+    a, b = first.report, other.report
+
+    same = compare_crossval(a, a)
+    metrics = same["volumes"][0]["metrics"]
+    assert list(metrics) == ["foreground_iou", "foreground_dice", "object_f1@0.5", "object_f1@0.75"]
+    assert all(m["difference"] == 0.0 and m["p_better"] == 0.5 for m in metrics.values())
+    assert same["volumes"][0]["n_blocks"] == 3 * 16
+
+    result = compare_crossval(a, b)
+    f1 = result["volumes"][0]["metrics"]["object_f1@0.5"]
+    assert (f1["a"], f1["b"]) == (
+        a["pooled"]["object_f1_at"]["0.5"],
+        b["pooled"]["object_f1_at"]["0.5"],
+    )
+    assert f1["low"] <= f1["difference"] <= f1["high"]
+    iou = result["volumes"][0]["metrics"]["foreground_iou"]
+    assert iou["a"] == pytest.approx(a["pooled"]["foreground_iou"])
+    assert iou["b"] == pytest.approx(b["pooled"]["foreground_iou"])
+    assert iou["difference"] != 0.0  # flips change the maps
+    chosen = compare_crossval(a, b, settings="other_folds")["volumes"][0]["metrics"]
+    assert (
+        chosen["object_f1@0.5"]["a"]
+        == a["pooled_validation_choice"]["pooled"]["object_f1_at"]["0.5"]
+    )
+
+    moved = json.loads(json.dumps(b))
+    moved["plan"][0]["test"] = [0, 2]
+    with pytest.raises(ConfigError, match="did not test the same sections"):
+        compare_crossval(a, moved)
+    old = json.loads(json.dumps(b))
+    del old["pooled"]["confidence_intervals"]["block_counts"]
+    with pytest.raises(ConfigError, match="older vemkit"):
+        compare_crossval(a, old, labels=("A", "old"))
+
+    runner = CliRunner()
+    args = ["crossval-compare", str(first.output), str(copy)]
+    outputs = ["--plot", str(tmp_path / "diff.png"), "--json", str(tmp_path / "diff.json")]
+    shown = runner.invoke(app, args + outputs)
+    assert shown.exit_code == 0, shown.output
+    assert "B - A, paired block bootstrap, 95% interval" in shown.output
+    assert "object F1@0.5" in shown.output
+    assert "P(B > A)" in shown.output
+    assert (tmp_path / "diff.png").read_bytes()[:4] == b"\x89PNG"
+    assert (
+        json.loads((tmp_path / "diff.json").read_text())["volumes"][0]["metrics"]
+        == (result["volumes"][0]["metrics"])
+    )
+    again = runner.invoke(app, args + outputs)
+    assert again.exit_code == 2
+    assert "already exists" in again.output
+    assert runner.invoke(app, [*args, *outputs, "--overwrite"]).exit_code == 0
+    missing = runner.invoke(app, ["crossval-compare", str(first.output), str(tmp_path)])
+    assert missing.exit_code == 2
+    assert "holds no crossval.json" in missing.output

@@ -49,7 +49,7 @@ from vemkit.measure.statistics import (
     correlate,
     holm_correction,
 )
-from vemkit.measure.uncertainty import bootstrap_scores, default_blocks
+from vemkit.measure.uncertainty import bootstrap_scores, default_blocks, paired_difference
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -81,6 +81,7 @@ __all__ = [
     "mesh_objects",
     "object_to_mask_distances",
     "overlap_table",
+    "paired_difference",
     "point_to_mask_distances",
     "principal_axis_lengths",
     "read_neuroglancer_fragment",

@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from vemkit.errors import ConfigError
 from vemkit.geometry import VoxelSize
-from vemkit.measure.uncertainty import bootstrap_scores, default_blocks
+from vemkit.measure.uncertainty import bootstrap_scores, default_blocks, paired_difference
 from vemkit.ml.checkpoint import CONFIG_FILE
 from vemkit.pipelines.predict import ModelSpec, load_predictor
 from vemkit.pipelines.train import (
@@ -62,13 +62,17 @@ from vemkit.pipelines.train import (
 )
 from vemkit.progress import Progress
 from vemkit.segmentation.components import relabel_sequential
-from vemkit.viz import plot_fold_scores
+from vemkit.viz import plot_differences, plot_fold_scores
 
 __all__ = [
     "CROSSVAL_FILE",
     "CrossValidation",
     "Fold",
+    "compare_crossval",
+    "load_crossval_report",
+    "metric_label",
     "plan_folds",
+    "plot_comparison",
     "pool_regions",
     "run_crossval",
     "summarise_crossval",
@@ -619,6 +623,7 @@ def _score_pooled(
         voxel_size=voxel_size,
         evaluation=config.evaluation,
         blocks=(folds, *yx_blocks),
+        block_counts=True,
     )
     pooled.pop("instance_thresholds", None)
     if pooled_region.objects is not None:
@@ -629,6 +634,7 @@ def _score_pooled(
             instance=False,
             blocks=(folds, *yx_blocks),
             ignore_label=pooled_region.ignore_label,
+            block_counts=True,
         )
     return pooled
 
@@ -1105,3 +1111,210 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
             "n_pred": choice["pooled"].get("n_pred"),
         }
     return summary
+
+
+def load_crossval_report(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a ``crossval.json`` (or the cross-validation folder holding one).
+
+    Raises
+    ------
+    ConfigError
+        If there is no report there or it cannot be read.
+    """
+    where = Path(path)
+    file = where / CROSSVAL_FILE if where.is_dir() else where
+    if not file.is_file():
+        raise ConfigError(
+            f"{str(where)!r} holds no {CROSSVAL_FILE}: give a folder written by vemkit crossval "
+            "(or its crossval.json)"
+        )
+    try:
+        report = json.loads(file.read_text())
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read {str(file)!r}: {error}") from error
+    if not isinstance(report, dict) or "per_fold" not in report or "plan" not in report:
+        raise ConfigError(f"{str(file)!r} is not a vemkit crossval report")
+    return report
+
+
+def _tested(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Which sections of which volume each fold tested (what a comparison must share)."""
+    if "volumes" in report:
+        return [(v["volume"], v["test"]) for fold in report["plan"] for v in fold["volumes"]]
+    data = report.get("data") or {}
+    name = "/".join(str(data[k]) for k in ("dataset", "image", "labels") if data.get(k))
+    return [(name, fold["test"]) for fold in report["plan"]]
+
+
+def _pooled_of_volumes(
+    report: dict[str, Any], settings: str, label: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """(volume name, pooled scores) of each volume, with the per-fold or other-folds settings."""
+    source = report
+    if settings == "other_folds":
+        source = report.get("pooled_validation_choice") or {}
+        if not source:
+            raise ConfigError(
+                f"cross-validation {label} has no scores with settings chosen on the other folds "
+                "(its recipe does not choose instance settings on validation sections)"
+            )
+    if "volumes" in source:
+        return [(v["volume"], v["pooled"]) for v in source["volumes"]]
+    return [("", source["pooled"])]
+
+
+def _paired_counts(pooled: dict[str, Any], label: str) -> dict[str, tuple[str, Any]]:
+    """Block counts behind each headline metric: metric -> (score in the counts, counts)."""
+    objects = (pooled.get("confidence_intervals") or {}).get("block_counts")
+    has_objects = "object_f1_at" in pooled
+    masks = (
+        (pooled.get("mask_confidence_intervals") or {}).get("block_counts")
+        if has_objects
+        else objects
+    )
+    if masks is None or (has_objects and objects is None):
+        if not any(k in pooled for k in ("foreground_iou", "boundary_iou")):
+            raise ConfigError(
+                f"cross-validation {label} has no block-bootstrap scores to compare (multi-class "
+                "targets are not compared yet)"
+            )
+        raise ConfigError(
+            f"cross-validation {label} was written by an older vemkit without the block counts "
+            "that a paired comparison needs: run the same vemkit crossval command again (the "
+            "trained folds are reused; only the evaluation is repeated)"
+        )
+    key = "boundary" if "boundary_iou" in pooled else "foreground"
+    counts = {
+        f"{key}_iou": ("iou", masks),
+        f"{key}_dice" if has_objects else f"{key}_f1": ("dice", masks),
+    }
+    if has_objects:
+        for threshold in objects.get("matched") or {}:
+            counts[f"object_f1@{threshold}"] = (f"f1_at_{threshold}", objects)
+    return counts
+
+
+def compare_crossval(
+    a: dict[str, Any],
+    b: dict[str, Any],
+    *,
+    settings: str = "per_fold",
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    labels: tuple[str, str] = ("A", "B"),
+) -> dict[str, Any]:
+    """Is recipe B better than recipe A? Paired comparison of two cross-validations.
+
+    Both must have tested the same sections of the same volumes in the same folds (say
+    two recipes that differ in augmentation, or one run with ``--tta``). The same blocks
+    of the pooled test sections are resampled for both, so the interval of the
+    difference leaves out the sampling error the two share; it is far narrower than the
+    two separate intervals (:func:`~vemkit.measure.uncertainty.paired_difference`).
+
+    Parameters
+    ----------
+    a, b : dict
+        ``crossval.json`` reports (:func:`load_crossval_report`).
+    settings : {"per_fold", "other_folds"}
+        Compare the scores with each fold's instance settings chosen on its own
+        validation sections, or on the other folds' (``pooled_validation_choice``).
+    n_resamples, confidence, seed
+        Of the paired block bootstrap.
+    labels : (str, str)
+        Names of A and B in error messages.
+
+    Returns
+    -------
+    dict
+        ``a`` and ``b`` (recipe, command, TTA, date of each), ``settings``, ``method``,
+        ``n_resamples``, ``confidence`` and ``volumes``: per volume its ``volume`` name,
+        ``n_blocks`` and ``metrics`` (``foreground_iou``, ``object_f1@0.5``, ...: ``a``,
+        ``b``, ``difference``, ``low``, ``high``, ``p_better``).
+
+    Raises
+    ------
+    ConfigError
+        If the two did not test the same sections, lack the block counts (reports of an
+        older vemkit: rerun them, the folds are reused), or for an unknown ``settings``.
+    """
+    if settings not in ("per_fold", "other_folds"):
+        raise ConfigError(f"settings must be 'per_fold' or 'other_folds', got {settings!r}")
+    if _tested(a) != _tested(b):
+        raise ConfigError(
+            f"cross-validations {labels[0]} and {labels[1]} did not test the same sections: "
+            f"{_tested(a)} and {_tested(b)}; a paired comparison needs the same folds of the "
+            "same volumes (same --folds and the same z ranges in both recipes)"
+        )
+    volumes = []
+    for (name, pooled_a), (_, pooled_b) in zip(
+        _pooled_of_volumes(a, settings, labels[0]),
+        _pooled_of_volumes(b, settings, labels[1]),
+        strict=True,
+    ):
+        counts_a = _paired_counts(pooled_a, labels[0])
+        counts_b = _paired_counts(pooled_b, labels[1])
+        metrics: dict[str, Any] = {}
+        cache: dict[tuple[int, int], dict[str, Any]] = {}
+        n_blocks = 0
+        for metric in (m for m in counts_a if m in counts_b):
+            (score, block_a), (_, block_b) = counts_a[metric], counts_b[metric]
+            pair = (id(block_a), id(block_b))
+            if pair not in cache:
+                cache[pair] = paired_difference(
+                    block_a, block_b, n_resamples=n_resamples, confidence=confidence, seed=seed
+                )
+            n_blocks = len(block_a["intersection"])
+            metrics[metric] = cache[pair][score]
+        volumes.append({"volume": name, "n_blocks": n_blocks, "metrics": metrics})
+    return {
+        "a": _about(a),
+        "b": _about(b),
+        "settings": settings,
+        "method": "paired spatial block bootstrap (percentile interval of B - A)",
+        "n_resamples": int(n_resamples),
+        "confidence": float(confidence),
+        "volumes": volumes,
+    }
+
+
+def _about(report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "recipe_name": report.get("recipe_name"),
+        "command": report.get("command"),
+        "tta": bool(report.get("tta")),
+        "folds": report.get("folds"),
+        "date": report.get("date"),
+    }
+
+
+def metric_label(metric: str) -> str:
+    """Name a metric for people: ``object_f1@0.5`` -> ``object F1@0.5``, ``_iou`` -> `` IoU``."""
+    for key, label in (("_iou", " IoU"), ("_f1", " F1"), ("_dice", " Dice")):
+        metric = metric.replace(key, label)
+    return metric.replace("_", " ")
+
+
+def plot_comparison(
+    comparison: dict[str, Any], path: str | os.PathLike[str], *, names: tuple[str, str]
+) -> None:
+    """Forest plot of a :func:`compare_crossval` result (one row per volume and metric)."""
+    several = len(comparison["volumes"]) > 1
+    rows = {
+        (f"{v['volume'].split('/')[0]}: " if several else "") + metric_label(metric): (
+            entry["difference"],
+            entry["low"],
+            entry["high"],
+        )
+        for v in comparison["volumes"]
+        for metric, entry in v["metrics"].items()
+        if entry["difference"] is not None
+    }
+    title = f"B: {names[1]} - A: {names[0]}"
+    title += (
+        " (settings chosen on the other folds)" if comparison["settings"] == "other_folds" else ""
+    )
+    target = Path(path)
+    tmp = target.with_name("tmp-" + target.name)
+    plot_differences(rows, tmp, title=title, xlabel="difference (B - A), 95% paired interval")
+    os.replace(tmp, target)

@@ -1348,11 +1348,13 @@ def score_outputs(
     voxel_size: VoxelSize,
     evaluation: EvaluationSettings,
     blocks: Sequence[int] | None = None,
+    block_counts: bool = False,
 ) -> dict[str, Any]:
     """Compute the card's metrics of one segmented region (see :func:`segment_outputs`).
 
     ``blocks`` sets the block-bootstrap grid of the confidence intervals (default:
-    :func:`vemkit.measure.uncertainty.default_blocks`).
+    :func:`vemkit.measure.uncertainty.default_blocks`); ``block_counts`` keeps the
+    counts of each block in them (for paired comparisons).
     """
     target = config.target
     if target.type == "multiclass":
@@ -1405,6 +1407,7 @@ def score_outputs(
             blocks=blocks,
             spacing=spacing,
             ignore_label=ignore_label,
+            block_counts=block_counts,
         )
     radius = evaluation.boundary_dilation_px
     if radius and target.type in ("binary", "boundary"):
@@ -1450,6 +1453,7 @@ def score_outputs(
                 blocks=blocks,
                 spacing=spacing,
                 ignore_label=region.objects_ignore,
+                block_counts=block_counts,
             ),
         )
     return result

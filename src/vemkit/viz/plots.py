@@ -30,6 +30,7 @@ __all__ = [
     "MeshLike",
     "column_label",
     "figure_png",
+    "plot_differences",
     "plot_fold_scores",
     "plot_histograms",
     "plot_scatter",
@@ -264,6 +265,61 @@ def plot_fold_scores(
     ax.set_xlim(-0.5, len(folds) - 0.5)
     ax.grid(axis="y", color="#dddddd", lw=0.6)
     ax.legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _finish(fig, path, dpi)
+
+
+def plot_differences(
+    differences: Mapping[str, tuple[float, float, float]],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    title: str | None = None,
+    xlabel: str = "difference (B - A)",
+    dpi: int = 110,
+) -> Figure:
+    """Forest plot: a difference per metric with its interval, against a line at zero.
+
+    Parameters
+    ----------
+    differences : mapping of str to (difference, low, high)
+        Per metric (top to bottom), the difference and its 95% interval.
+    path : path, optional
+        Save the figure there (``.png``, ``.svg`` or ``.pdf``).
+    title, xlabel : str, optional
+        Figure title and x-axis label.
+
+    Returns
+    -------
+    Figure
+    """
+    if not differences:
+        raise ConfigError("give at least one difference to plot")
+    names = list(differences)
+    fig = _new_figure((6.4, 1.0 + 0.42 * len(names)))
+    ax = fig.subplots()
+    y = np.arange(len(names), dtype=float)[::-1]
+    for yy, name in zip(y, names, strict=True):
+        value, low, high = differences[name]
+        color = "#2ca02c" if low > 0 else "#d62728" if high < 0 else "#3b75af"
+        ax.plot([low, high], [yy, yy], color=color, lw=2.2, solid_capstyle="butt")
+        ax.plot([value], [yy], "o", color=color, ms=6)
+        ax.annotate(
+            f"{value:+.3f} [{low:+.3f}, {high:+.3f}]",
+            (high, yy),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize=7,
+        )
+    ax.axvline(0.0, color="#555555", lw=0.9)
+    ax.set_yticks(y, names)
+    ax.set_ylim(-0.7, len(names) - 0.3)
+    spans = [abs(v) for d in differences.values() for v in d]
+    reach = max([*spans, 1e-3])  # not 0: two identical results still get an axis
+    ax.set_xlim(-1.15 * reach, 1.9 * reach)  # room for the labels on the right
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
     if title:
         ax.set_title(title, fontsize=10)
     return _finish(fig, path, dpi)
