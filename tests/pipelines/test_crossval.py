@@ -414,6 +414,17 @@ def test_cli_crossval(tubes, tmp_path):
     bad = CliRunner().invoke(app, ["crossval", str(path), "--folds", "1", "-o", str(out)])
     assert bad.exit_code == 2
     assert "at least 2 folds" in bad.output
+    # another seed: every fold trains with it (training noise, for crossval-compare)
+    seeded = tmp_path / "cv-seed"
+    again = CliRunner().invoke(
+        app, ["crossval", str(path), "--folds", "2", "-o", str(seeded), "--seed", "3", "-q"]
+    )
+    assert again.exit_code == 0, again.output
+    assert yaml.safe_load((seeded / "fold-1" / "recipe.yaml").read_text())["seed"] == 3
+    report = json.loads((seeded / CROSSVAL_FILE).read_text())
+    assert report["command"].endswith("--seed 3")
+    weights = "fold-1/model/model.safetensors"
+    assert (seeded / weights).read_bytes() != (out / weights).read_bytes()
 
 
 def test_semantic_targets_report_pixel_f1_with_its_interval(tubes, tmp_path, one_torch_thread):

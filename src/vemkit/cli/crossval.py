@@ -63,6 +63,15 @@ def crossval_command(
             "folds; settings are chosen again on validation).",
         ),
     ] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            min=0,
+            help="Train every fold with this seed instead of the recipe's: compare the two "
+            "runs with crossval-compare to see how far training noise alone moves the scores.",
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Cross-validate a recipe: train K models, each tested on sections it never saw.
@@ -81,14 +90,19 @@ def crossval_command(
     )
     if device is not None:
         recipe = recipe.model_copy(update={"device": device})
+    if seed is not None:
+        recipe = recipe.model_copy(update={"seed": seed})
     set_threads(threads)
-    folder = output or f"{recipe.output_folder()}-crossval"
+    folder = output or f"{recipe.output_folder()}-crossval" + (
+        f"-seed{seed}" if seed is not None else ""
+    )
     command = shlex.join(
         ["vemkit", "crossval", config, "--folds", str(folds)]
         + (["--output", output] if output else [])
         + (["--device", device] if device else [])
         + (["--threads", str(threads)] if threads else [])
         + (["--tta"] if tta else [])
+        + (["--seed", str(seed)] if seed is not None else [])
     )
     result = run_crossval(
         recipe,

@@ -282,6 +282,11 @@ def paired_difference(
     of each resampled pooled score removes that shared part, so the interval of the
     difference is much narrower than the two separate intervals suggest.
 
+    The interval covers the sampling of the test region only: two trainings of the same
+    recipe with different seeds differ too, and that is not in it. Where B and A differ
+    in a few objects only, a handful of blocks carry the whole object-F1 difference and
+    its interval is coarse (its ends are often exactly 0).
+
     Parameters
     ----------
     counts_a, counts_b : dict
