@@ -614,3 +614,64 @@ def test_two_cross_validations_of_the_same_folds_are_compared_paired(crossval, t
     missing = runner.invoke(app, ["crossval-compare", str(first.output), str(tmp_path)])
     assert missing.exit_code == 2
     assert "holds no crossval.json" in missing.output
+
+
+# --- leave one dataset out -------------------------------------------------------------------
+def test_each_dataset_is_left_out_of_training_and_tested(several_volumes, tmp_path):
+    from vemkit.pipelines.leave_out import run_leave_one_dataset_out, summary_rows
+    from vemkit.pipelines.train import run_training
+
+    config = parse_train_config({**several_volumes, "epochs": 2})
+    full = run_training(config, output=tmp_path / "full")  # the reference: every dataset
+    result = run_leave_one_dataset_out(config, output=tmp_path / "lodo", reference=full.model)
+    report = result.report
+    # A (raw.tif) and B are trained and tested; C is trained only; D is tested only
+    assert [d["left_out"] for d in report["datasets"]] == ["raw.tif", "b-raw.tif"]
+    assert report["only_tested"] == ["d-raw.tif"]
+    for entry in report["datasets"]:
+        card = json.loads((result.output / entry["model"] / "model.json").read_text())["card"]
+        seen = {Path(s["image"]).name for s in card["training_data"] + card["validation_data"]}
+        assert entry["left_out"] not in seen
+        assert "c-raw.tif" in seen
+        assert {Path(s["image"]).name for s in card["test_data"]} == {entry["left_out"]}
+        assert entry["trained_on"] == sorted(seen)
+        # the in-domain scores are the reference's card scores of the same region
+        (scored,), (reference,) = entry["per_source"], entry["in_domain"]
+        assert reference["data"] == scored["data"]
+        assert reference["foreground_iou"] in [
+            s["foreground_iou"] for s in full.card["metrics"]["per_source"]
+        ]
+    rows = summary_rows(report)
+    assert [r["metric"] for r in rows] == ["foreground_iou", "object_f1@0.5"] * 2
+    assert all(r["in_domain"] is not None for r in rows)
+    assert (result.output / "leave_one_out.png").read_bytes()[:4] == b"\x89PNG"
+    again = run_leave_one_dataset_out(config, output=tmp_path / "lodo")
+    assert all(d["reused"] for d in again.report["datasets"])
+    assert again.report["reference"] is None
+    assert [d["per_source"] for d in again.report["datasets"]] == [
+        d["per_source"] for d in report["datasets"]
+    ]
+
+
+def test_leaving_out_needs_two_trained_datasets(tubes, tmp_path):
+    from vemkit.pipelines.leave_out import run_leave_one_dataset_out
+
+    with pytest.raises(ConfigError, match="trains on one dataset only"):
+        run_leave_one_dataset_out(parse_train_config(tube_recipe(tubes)), output=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_crossval_by_dataset(several_volumes, tmp_path):
+    path = tmp_path / "several.yaml"
+    path.write_text(yaml.safe_dump({**several_volumes, "epochs": 1}))
+    out = tmp_path / "lodo"
+    args = ["crossval", str(path), "--by-dataset", "-o", str(out), "-q"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "tiny-tubes: each of 2 datasets left out of training" in result.output
+    assert " without b-raw.tif (trained on c-raw.tif, raw.tif):" in result.output
+    assert "d-raw.tif: never trained on" in result.output
+    assert (out / "leave_one_out.json").is_file()
+    bad = CliRunner().invoke(app, [*args, "--folds", "3"])
+    assert bad.exit_code == 2
+    assert "takes no --folds" in bad.output

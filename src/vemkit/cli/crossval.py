@@ -45,7 +45,9 @@ def crossval_command(
     config: Annotated[
         str, typer.Argument(help="Training recipe (YAML), e.g. recipes/mito-em.yaml.")
     ],
-    folds: Annotated[int, typer.Option("--folds", "-k", help="Number of folds along z.")] = 4,
+    folds: Annotated[
+        int | None, typer.Option("--folds", "-k", help="Number of folds along z [default: 4].")
+    ] = None,
     output: Annotated[
         str | None,
         typer.Option(
@@ -72,6 +74,22 @@ def crossval_command(
             "runs with crossval-compare to see how far training noise alone moves the scores.",
         ),
     ] = None,
+    by_dataset: Annotated[
+        bool,
+        typer.Option(
+            "--by-dataset",
+            help="Leave one dataset out instead: train without each dataset the recipe "
+            "trains on, test on its test sources (how the model does on data it never saw).",
+        ),
+    ] = False,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            "--reference",
+            help="--by-dataset: a model this recipe trained on every dataset (e.g. the "
+            "shipped one); its scores of the same regions are shown beside.",
+        ),
+    ] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Cross-validate a recipe: train K models, each tested on sections it never saw.
@@ -80,7 +98,10 @@ def crossval_command(
     several such volumes are folded side by side and scored each on its own. Every
     section is predicted once, by the fold that left it out, and all are scored together
     (OUTPUT/crossval.json, OUTPUT/crossval.png). Rerun the same command to resume.
+    With --by-dataset, each dataset is left out of training in turn instead
+    (OUTPUT/leave_one_out.json, OUTPUT/leave_one_out.png).
     """
+    from vemkit.errors import ConfigError
     from vemkit.pipelines.crossval import CROSSVAL_FILE, run_crossval, summarise_crossval
     from vemkit.pipelines.train import load_train_config
 
@@ -93,6 +114,24 @@ def crossval_command(
     if seed is not None:
         recipe = recipe.model_copy(update={"seed": seed})
     set_threads(threads)
+    if by_dataset:
+        if folds is not None or tta:
+            raise ConfigError("--by-dataset leaves datasets out: it takes no --folds or --tta")
+        _leave_datasets_out(
+            recipe,
+            config,
+            output=output,
+            reference=reference,
+            command_args=(["--device", device] if device else [])
+            + (["--threads", str(threads)] if threads else [])
+            + (["--seed", str(seed)] if seed is not None else []),
+            overwrite=overwrite,
+            quiet=quiet,
+        )
+        return
+    if reference is not None:
+        raise ConfigError("--reference goes with --by-dataset")
+    folds = 4 if folds is None else folds
     folder = output or f"{recipe.output_folder()}-crossval" + (
         f"-seed{seed}" if seed is not None else ""
     )
@@ -160,6 +199,59 @@ def crossval_command(
         chosen_on = report["pooled_validation_choice"]["recipe_settings_chosen_on_sections"]
         typer.echo(f"  settings chosen on all {chosen_on} validation sections: {settings}")
     typer.echo(f"report: {Path(folder) / CROSSVAL_FILE}")
+
+
+def _interval_text(value: float, low: float | None, high: float | None) -> str:
+    return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
+
+
+def _leave_datasets_out(
+    recipe: Any,
+    config: str,
+    *,
+    output: str | None,
+    reference: str | None,
+    command_args: list[str],
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Run and print ``vemkit crossval RECIPE --by-dataset``."""
+    from vemkit.pipelines.leave_out import LEAVE_OUT_FILE, run_leave_one_dataset_out, summary_rows
+
+    folder = output or f"{recipe.output_folder()}-by-dataset"
+    command = shlex.join(
+        ["vemkit", "crossval", config, "--by-dataset"]
+        + (["--output", output] if output else [])
+        + (["--reference", reference] if reference else [])
+        + command_args
+    )
+    result = run_leave_one_dataset_out(
+        recipe,
+        output=folder,
+        reference=reference,
+        recipe_path=config,
+        command=command,
+        overwrite=overwrite,
+        progress=cli_progress(quiet=quiet),
+    )
+    report = result.report
+    reused = sum(d["reused"] for d in report["datasets"])
+    typer.echo(
+        f"{recipe.name}: each of {len(report['datasets'])} datasets left out of training in "
+        f"{result.seconds / 60:.1f} min" + (f" ({reused} trained before, reused)" if reused else "")
+    )
+    for entry in report["datasets"]:
+        typer.echo(f" without {entry['left_out']} (trained on {', '.join(entry['trained_on'])}):")
+        for row in (r for r in summary_rows(report) if r["left_out"] == entry["left_out"]):
+            line = f"    {row['source']}: {_label(row['metric'])} {_interval_text(*row['unseen'])}"
+            if row["in_domain"] is not None:
+                line += f"; in-domain ({report['reference']}) {_interval_text(*row['in_domain'])}"
+            typer.echo(line)
+    for name in report["only_tested"]:
+        typer.echo(
+            f" {name}: never trained on, so its own test scores are already unseen-data scores"
+        )
+    typer.echo(f"report: {Path(folder) / LEAVE_OUT_FILE}")
 
 
 def _print_volume(

@@ -34,6 +34,7 @@ __all__ = [
     "plot_fold_scores",
     "plot_histograms",
     "plot_scatter",
+    "plot_transfer",
     "plot_violins",
     "render_meshes",
     "save_figure",
@@ -320,6 +321,63 @@ def plot_differences(
     ax.set_xlim(-1.15 * reach, 1.9 * reach)  # room for the labels on the right
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", color="#dddddd", lw=0.6)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return _finish(fig, path, dpi)
+
+
+def plot_transfer(
+    rows: Mapping[str, Mapping[str, tuple[float, float | None, float | None]]],
+    path: str | os.PathLike[str] | None = None,
+    *,
+    title: str | None = None,
+    xlabel: str = "score",
+    dpi: int = 110,
+) -> Figure:
+    """Scores of test regions under several conditions (e.g. in-domain and unseen).
+
+    Parameters
+    ----------
+    rows : mapping of str to mapping of str to (value, low, high)
+        Per test region (top to bottom), per condition its score and 95% interval
+        (``None`` ends: no interval).
+    path : path, optional
+        Save the figure there (``.png``, ``.svg`` or ``.pdf``).
+    title, xlabel : str, optional
+        Figure title and x-axis label.
+
+    Returns
+    -------
+    Figure
+    """
+    if not rows:
+        raise ConfigError("give at least one row to plot")
+    conditions = list(dict.fromkeys(c for row in rows.values() for c in row))
+    colors = ("#d62728", "#3b75af", "#2ca02c", "#9467bd")
+    fig = _new_figure((6.8, 1.2 + 0.5 * len(rows)))
+    ax = fig.subplots()
+    y = np.arange(len(rows), dtype=float)[::-1]
+    step = 0.3 / max(len(conditions) - 1, 1)
+    values: list[float] = []
+    for k, condition in enumerate(conditions):
+        color = colors[k % len(colors)]
+        shift = (len(conditions) - 1) / 2 * step - k * step
+        for yy, row in zip(y, rows.values(), strict=True):
+            if condition not in row:
+                continue
+            value, low, high = row[condition]
+            values.append(value)
+            if low is not None and high is not None:
+                ax.plot([low, high], [yy + shift] * 2, color=color, lw=2.0)
+                values += [low, high]
+            ax.plot([value], [yy + shift], "o", color=color, ms=6)
+        ax.plot([], [], "o-", color=color, label=condition)
+    ax.set_yticks(y, list(rows))
+    ax.set_ylim(-0.7, len(rows) - 0.3)
+    ax.set_xlim(max(0.0, min(values) - 0.05), min(1.0, max(values) + 0.03) + 0.02)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", color="#dddddd", lw=0.6)
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
     if title:
         ax.set_title(title, fontsize=10)
     return _finish(fig, path, dpi)
