@@ -20,6 +20,7 @@ from vemkit.measure.metrics import evaluate
 from vemkit.pipelines.crossval import (
     CROSSVAL_FILE,
     compare_crossval,
+    load_crossval_report,
     plan_folds,
     pool_regions,
     run_crossval,
@@ -611,6 +612,7 @@ def test_two_cross_validations_of_the_same_folds_are_compared_paired(crossval, t
     assert again.exit_code == 2
     assert "already exists" in again.output
     assert runner.invoke(app, [*args, *outputs, "--overwrite"]).exit_code == 0
+    assert load_crossval_report("mito-em")["recipe_name"] == "mito-em"  # the shipped report
     missing = runner.invoke(app, ["crossval-compare", str(first.output), str(tmp_path)])
     assert missing.exit_code == 2
     assert "holds no crossval.json" in missing.output
@@ -644,6 +646,15 @@ def test_each_dataset_is_left_out_of_training_and_tested(several_volumes, tmp_pa
     rows = summary_rows(report)
     assert [r["metric"] for r in rows] == ["foreground_iou", "object_f1@0.5"] * 2
     assert all(r["in_domain"] is not None for r in rows)
+    # a model shipped with this report shows the unseen and in-domain scores
+    shipped = tmp_path / "shipped"
+    shutil.copytree(full.model, shipped)
+    shutil.copy(result.output / "leave_one_out.json", shipped / "leave_one_out.json")
+    shown = CliRunner().invoke(app, ["models", "show", str(shipped)])
+    assert shown.exit_code == 0, shown.output
+    assert "on datasets left out of training" in shown.output
+    assert "    b-raw.tif z 5: foreground iou " in shown.output
+    assert "(in-domain " in shown.output
     assert (result.output / "leave_one_out.png").read_bytes()[:4] == b"\x89PNG"
     again = run_leave_one_dataset_out(config, output=tmp_path / "lodo")
     assert all(d["reused"] for d in again.report["datasets"])

@@ -120,6 +120,17 @@ def models_show_command(
                 f"  recipe cross-validated ({cross['folds']} folds over {name}sections "
                 f"{first}-{stop - 1}{tta}, 95% intervals{objects}): " + ", ".join(parts)
             )
+    left_out = card.get("leave_one_out")
+    if left_out:
+        lines.append(
+            "  on datasets left out of training (vemkit crossval --by-dataset, 95% intervals):"
+        )
+        for row in left_out["rows"]:
+            metric = row["metric"].replace("_", " ")
+            line = f"    {row['source']}: {metric} {_scored(row['unseen'])}"
+            if row.get("in_domain"):
+                line += f" (in-domain {_scored(row['in_domain'])})"
+            lines.append(line)
     training = card.get("training") or {}
     if training:
         machine = training.get("machine") or {}
@@ -135,6 +146,11 @@ def models_show_command(
     if card.get("command"):
         lines.append(f"  command: {card['command']}")
     typer.echo("\n".join(line for line in lines if line.strip()))
+
+
+def _scored(entry: list[float | None] | tuple[float | None, ...]) -> str:
+    value, low, high = entry
+    return f"{value:.3f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None else "")
 
 
 @models_app.command("score")

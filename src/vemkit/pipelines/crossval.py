@@ -18,6 +18,7 @@ pooled and scored on its own.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import json
@@ -1114,7 +1115,11 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_crossval_report(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a ``crossval.json`` (or the cross-validation folder holding one).
+    """Read a ``crossval.json``, the cross-validation folder holding one, or a model's.
+
+    A model (a shipped name such as ``mito-em``, or a model folder) serves when its
+    ``crossval.json`` lies next to it: compare a recipe of your own against the shipped
+    recipe's cross-validation.
 
     Raises
     ------
@@ -1123,6 +1128,12 @@ def load_crossval_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     """
     where = Path(path)
     file = where / CROSSVAL_FILE if where.is_dir() else where
+    if not file.is_file() and not where.exists():
+        from vemkit.errors import ModelNotFoundError
+        from vemkit.ml.zoo import resolve_model
+
+        with contextlib.suppress(ModelNotFoundError):  # then the error below names the path
+            file = resolve_model(path) / CROSSVAL_FILE
     if not file.is_file():
         raise ConfigError(
             f"{str(where)!r} holds no {CROSSVAL_FILE}: give a folder written by vemkit crossval "

@@ -58,7 +58,10 @@ def model_card(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
 
     A ``crossval.json`` next to the model (the report of ``vemkit crossval`` on its
     recipe) adds ``cross_validation``: its headline numbers
-    (:func:`~vemkit.pipelines.crossval.summarise_crossval`).
+    (:func:`~vemkit.pipelines.crossval.summarise_crossval`); a ``leave_one_out.json``
+    (``vemkit crossval --by-dataset``) adds ``leave_one_out``: the scores of each test
+    region when its dataset was left out of training, beside the in-domain ones
+    (:func:`~vemkit.pipelines.leave_out.summary_rows`).
     """
     config, card = read_zoo_info(name_or_path)
     folder = resolve_model(name_or_path)
@@ -71,4 +74,14 @@ def model_card(name_or_path: str | os.PathLike[str]) -> dict[str, Any]:
         result["cross_validation"] = summarise_crossval(
             json.loads(report.read_text(encoding="utf-8"))
         )
+    left_out = folder / "leave_one_out.json"
+    if left_out.is_file():
+        from vemkit.pipelines.leave_out import summary_rows
+
+        report_data = json.loads(left_out.read_text(encoding="utf-8"))
+        result["leave_one_out"] = {
+            "reference": report_data.get("reference"),
+            "date": report_data.get("date"),
+            "rows": summary_rows(report_data),
+        }
     return result
