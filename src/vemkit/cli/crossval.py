@@ -300,7 +300,13 @@ def _signed(value: float | None) -> str:
 
 @handle_errors
 def crossval_compare_command(
-    a: Annotated[str, typer.Argument(help="Cross-validation A (folder or its crossval.json).")],
+    a: Annotated[
+        str,
+        typer.Argument(
+            help="Cross-validation A (folder or its crossval.json), or a shipped model whose "
+            "recipe was cross-validated (mito-em)."
+        ),
+    ],
     b: Annotated[str, typer.Argument(help="Cross-validation B, of the same folds.")],
     settings: Annotated[
         str,
@@ -324,7 +330,8 @@ def crossval_compare_command(
     Both must have tested the same sections (same --folds, same z ranges); the recipes may
     differ in anything else, or one may use --tta. The same blocks of the test sections
     are resampled for both, so the 95% interval of B - A leaves out the sampling error
-    the two share and is far narrower than the two separate intervals.
+    the two share and is far narrower than the two separate intervals. It does not
+    cover training noise: compare two seeds of one recipe (crossval --seed) to see it.
     """
     from vemkit.errors import ConfigError
     from vemkit.io.atomic import atomic_output, check_output_path
@@ -363,6 +370,10 @@ def crossval_compare_command(
                 f"  {_label(metric):<20} {_cell(entry['a']):>6} {_cell(entry['b']):>6} "
                 f"{_signed(entry['difference']):>7}  {interval:<18} {better:>8}"
             )
+    typer.echo(
+        "The intervals cover the sampling of the test sections, not training noise: "
+        "cross-validate with --seed to see how far another seed alone moves the scores."
+    )
     if json_out is not None:
         with atomic_output(json_out, overwrite=overwrite) as tmp:
             tmp.write_text(json.dumps(comparison, indent=2) + "\n")
