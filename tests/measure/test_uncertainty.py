@@ -178,3 +178,34 @@ def test_counts_of_different_block_grids_are_refused() -> None:
         paired_difference(four, two)
     with pytest.raises(ConfigError, match="confidence"):
         paired_difference(four, four, confidence=1.0)
+
+
+def test_several_runs_per_side_pool_and_widen_by_their_disagreement() -> None:
+    pred, truth = _grid_of_squares(8, missing_every=3, seed=1)
+    worse, _ = _grid_of_squares(8, missing_every=2, seed=2)
+    good = bootstrap_scores(pred, truth, n_resamples=10, block_counts=True)["block_counts"]
+    bad = bootstrap_scores(worse, truth, n_resamples=10, block_counts=True)["block_counts"]
+    # the same run twice is the run once: pooling identical runs changes nothing
+    once = paired_difference(good, bad, n_resamples=300)
+    twice = paired_difference([good, good], bad, n_resamples=300)
+    for key, entry in once.items():
+        assert {k: v for k, v in twice[key].items() if k != "runs_a"} == {
+            k: v for k, v in entry.items() if k != "runs_a"
+        }
+        assert (twice[key]["runs_a"], twice[key]["runs_b"]) == (2, 1)
+    # two runs that disagree: the point is their pooled score, and the interval is wider
+    # than that of one run holding both runs' counts (where the runs are not resampled)
+    both = {
+        key: [x + y for x, y in zip(good[key], bad[key], strict=True)]
+        for key in ("intersection", "predicted", "truth", "n_gt", "n_pred")
+    }
+    both["matched"] = {
+        "0.5": [x + y for x, y in zip(good["matched"]["0.5"], bad["matched"]["0.5"], strict=True)]
+    }
+    mixed = paired_difference([good, bad], good, n_resamples=500)["f1_at_0.5"]
+    merged = paired_difference(both, good, n_resamples=500)["f1_at_0.5"]
+    assert mixed["a"] == pytest.approx(merged["a"])
+    assert mixed["difference"] == pytest.approx(merged["difference"])
+    assert mixed["high"] - mixed["low"] > 1.2 * (merged["high"] - merged["low"])
+    with pytest.raises(ConfigError, match="at least one run"):
+        paired_difference([], good)

@@ -586,6 +586,13 @@ def test_two_cross_validations_of_the_same_folds_are_compared_paired(crossval, t
         == a["pooled_validation_choice"]["pooled"]["object_f1_at"]["0.5"]
     )
 
+    # several runs on a side (seeds of one recipe) are pooled, and resampled too
+    several = compare_crossval([a, b], a)
+    assert [run["tta"] for run in several["a"]] == [False, True]
+    pooled_iou = several["volumes"][0]["metrics"]["foreground_iou"]
+    assert (pooled_iou["runs_a"], pooled_iou["runs_b"]) == (2, 1)
+    assert min(iou["a"], iou["b"]) <= pooled_iou["a"] <= max(iou["a"], iou["b"])
+
     moved = json.loads(json.dumps(b))
     moved["plan"][0]["test"] = [0, 2]
     with pytest.raises(ConfigError, match="did not test the same sections"):
@@ -612,6 +619,9 @@ def test_two_cross_validations_of_the_same_folds_are_compared_paired(crossval, t
     assert again.exit_code == 2
     assert "already exists" in again.output
     assert runner.invoke(app, [*args, *outputs, "--overwrite"]).exit_code == 0
+    pooled = runner.invoke(app, ["crossval-compare", f"{first.output},{copy}", str(copy)])
+    assert pooled.exit_code == 0, pooled.output
+    assert "runs pooled and resampled (2 + 1)" in pooled.output
     assert load_crossval_report("mito-em")["recipe_name"] == "mito-em"  # the shipped report
     missing = runner.invoke(app, ["crossval-compare", str(first.output), str(tmp_path)])
     assert missing.exit_code == 2

@@ -304,10 +304,12 @@ def crossval_compare_command(
         str,
         typer.Argument(
             help="Cross-validation A (folder or its crossval.json), or a shipped model whose "
-            "recipe was cross-validated (mito-em)."
+            "recipe was cross-validated (mito-em); several runs (seeds) separated by commas."
         ),
     ],
-    b: Annotated[str, typer.Argument(help="Cross-validation B, of the same folds.")],
+    b: Annotated[
+        str, typer.Argument(help="Cross-validation B of the same folds; several: commas.")
+    ],
     settings: Annotated[
         str,
         typer.Option(
@@ -325,13 +327,14 @@ def crossval_compare_command(
     ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Is B better than A? Paired comparison of two cross-validations of the same folds.
+    """Is B better than A? Paired comparison of cross-validations of the same folds.
 
     Both must have tested the same sections (same --folds, same z ranges); the recipes may
     differ in anything else, or one may use --tta. The same blocks of the test sections
     are resampled for both, so the 95% interval of B - A leaves out the sampling error
-    the two share and is far narrower than the two separate intervals. It does not
-    cover training noise: compare two seeds of one recipe (crossval --seed) to see it.
+    the two share and is far narrower than the two separate intervals. Training noise is
+    in it only when a side lists several runs of its recipe (crossval --seed 1, 2, ...):
+    each side is then pooled over its runs and the runs are resampled too.
     """
     from vemkit.errors import ConfigError
     from vemkit.io.atomic import atomic_output, check_output_path
@@ -347,15 +350,29 @@ def crossval_compare_command(
     for path in (plot, json_out):
         if path is not None:
             check_output_path(path, overwrite=overwrite)
-    comparison = compare_crossval(load_crossval_report(a), load_crossval_report(b), settings=choice)
-    for label, path, about in (("A", a, comparison["a"]), ("B", b, comparison["b"])):
-        typer.echo(
-            f"{label}: {path} ({about['recipe_name']}, {about['folds']} folds"
-            f"{', --tta' if about['tta'] else ''})"
-        )
+    paths = [[p for p in side.split(",") if p] for side in (a, b)]
+    comparison = compare_crossval(
+        [load_crossval_report(p) for p in paths[0]],
+        [load_crossval_report(p) for p in paths[1]],
+        settings=choice,
+    )
+    for label, side, about in (
+        ("A", paths[0], comparison["a"]),
+        ("B", paths[1], comparison["b"]),
+    ):
+        for path, run in zip(side, about, strict=True):
+            typer.echo(
+                f"{label}: {path} ({run['recipe_name']}, {run['folds']} folds"
+                f"{', --tta' if run['tta'] else ''})"
+            )
     where = "each fold's own" if choice == "per_fold" else "the other folds'"
+    runs = (
+        f"; runs pooled and resampled ({len(paths[0])} + {len(paths[1])})"
+        if len(paths[0]) + len(paths[1]) > 2
+        else ""
+    )
     typer.echo(
-        f"B - A, paired block bootstrap, 95% interval; settings chosen on {where} validation"
+        f"B - A, paired block bootstrap, 95% interval; settings chosen on {where} validation{runs}"
     )
     for volume in comparison["volumes"]:
         name = volume["volume"] or "the test sections of all folds"
@@ -370,14 +387,16 @@ def crossval_compare_command(
                 f"  {_label(metric):<20} {_cell(entry['a']):>6} {_cell(entry['b']):>6} "
                 f"{_signed(entry['difference']):>7}  {interval:<18} {better:>8}"
             )
-    typer.echo(
-        "The intervals cover the sampling of the test sections, not training noise: "
-        "cross-validate with --seed to see how far another seed alone moves the scores."
-    )
+    if len(paths[0]) == 1 or len(paths[1]) == 1:
+        typer.echo(
+            "A side with one run leaves training noise out of the interval: cross-validate "
+            "its recipe with --seed too and list the runs with commas."
+        )
     if json_out is not None:
         with atomic_output(json_out, overwrite=overwrite) as tmp:
             tmp.write_text(json.dumps(comparison, indent=2) + "\n")
         typer.echo(f"comparison: {json_out}")
     if plot is not None:
-        plot_comparison(comparison, plot, names=(Path(a).name or a, Path(b).name or b))
+        names = tuple(", ".join(Path(p).name or p for p in side) for side in paths)
+        plot_comparison(comparison, plot, names=(names[0], names[1]))
         typer.echo(f"plot: {plot}")

@@ -267,8 +267,8 @@ def _ratios(counts: dict[str, Any]) -> dict[str, tuple[NDArray[np.float64], NDAr
 
 
 def paired_difference(
-    counts_a: dict[str, Any],
-    counts_b: dict[str, Any],
+    counts_a: dict[str, Any] | Sequence[dict[str, Any]],
+    counts_b: dict[str, Any] | Sequence[dict[str, Any]],
     *,
     n_resamples: int = 2000,
     confidence: float = 0.95,
@@ -282,16 +282,20 @@ def paired_difference(
     of each resampled pooled score removes that shared part, so the interval of the
     difference is much narrower than the two separate intervals suggest.
 
-    The interval covers the sampling of the test region only: two trainings of the same
-    recipe with different seeds differ too, and that is not in it. Where B and A differ
-    in a few objects only, a handful of blocks carry the whole object-F1 difference and
-    its interval is coarse (its ends are often exactly 0).
+    Training noise is not in that interval: two trainings of one recipe with different
+    seeds differ too. Give several runs per side (the same recipe trained with several
+    seeds) to take it in: each side's score is then pooled over its runs, and every
+    resample also draws the runs of each side with replacement (a two-level bootstrap:
+    runs, then blocks shared by all), so the interval widens by how much the runs of a
+    side disagree. Where B and A differ in a few objects only, a handful of blocks carry
+    the whole object-F1 difference and its interval is coarse (its ends are often
+    exactly 0).
 
     Parameters
     ----------
-    counts_a, counts_b : dict
-        ``block_counts`` of :func:`bootstrap_scores` (``block_counts=True``) for the two
-        segmentations, on the same block grid of the same region.
+    counts_a, counts_b : dict or sequence of dict
+        ``block_counts`` of :func:`bootstrap_scores` (``block_counts=True``) for each
+        side, one per run, all on the same block grid of the same region.
     n_resamples : int, default 2000
         Bootstrap resamples.
     confidence : float, default 0.95
@@ -302,15 +306,17 @@ def paired_difference(
     Returns
     -------
     dict
-        Per score both have (``iou``, ``dice``, ``f1_at_0.5``, ...): ``a``, ``b``,
-        ``difference`` (b - a), ``low`` and ``high`` (percentile interval of the
-        difference) and ``p_better`` (fraction of resamples in which B scores higher
-        than A; ties count half). ``None`` where a score is undefined.
+        Per score every run has (``iou``, ``dice``, ``f1_at_0.5``, ...): ``a``, ``b``
+        (pooled over each side's runs), ``difference`` (b - a), ``low`` and ``high``
+        (percentile interval of the difference), ``p_better`` (fraction of resamples in
+        which B scores higher than A; ties count half) and ``runs_a`` / ``runs_b``.
+        ``None`` where a score is undefined.
 
     Raises
     ------
     ConfigError
-        If the counts are of different block grids, or for invalid resamples/confidence.
+        If the counts are of different block grids, a side has no run, or for invalid
+        resamples/confidence.
 
     Examples
     --------
@@ -324,33 +330,56 @@ def paired_difference(
         raise ConfigError(f"n_resamples must be at least 1, got {n_resamples!r}")
     if not 0.0 < float(confidence) < 1.0:
         raise ConfigError(f"confidence must lie in (0, 1), got {confidence!r}")
-    ratios_a, ratios_b = _ratios(counts_a), _ratios(counts_b)
-    n_blocks = len(counts_a["intersection"])
-    if len(counts_b["intersection"]) != n_blocks or any(
-        len(part[0]) != n_blocks for ratios in (ratios_a, ratios_b) for part in ratios.values()
-    ):
+    runs_a = [counts_a] if isinstance(counts_a, dict) else list(counts_a)
+    runs_b = [counts_b] if isinstance(counts_b, dict) else list(counts_b)
+    if not runs_a or not runs_b:
+        raise ConfigError("give the block counts of at least one run on each side")
+    ratios_a, ratios_b = [_ratios(c) for c in runs_a], [_ratios(c) for c in runs_b]
+    grids = {len(c["intersection"]) for c in runs_a + runs_b} | {
+        len(part[0]) for r in ratios_a + ratios_b for part in r.values()
+    }
+    if len(grids) != 1:
         raise ConfigError(
-            "the two sets of block counts are of different block grids "
-            f"({len(counts_a['intersection'])} and {len(counts_b['intersection'])} blocks): "
+            f"the block counts are of different block grids ({sorted(grids)} blocks): "
             "compare segmentations of the same region, scored on the same blocks"
         )
+    n_blocks = grids.pop()
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=int(n_resamples))
     weights = weights.astype(np.float64)
+
+    def draws(n_runs: int) -> NDArray[np.float64]:
+        """How often each run is drawn in each resample (all once for a single run)."""
+        if n_runs == 1:
+            return np.ones((int(n_resamples), 1))
+        picks = rng.integers(n_runs, size=(int(n_resamples), n_runs))
+        return np.stack([np.bincount(row, minlength=n_runs) for row in picks]).astype(float)
+
+    draws_a, draws_b = draws(len(runs_a)), draws(len(runs_b))
     tail = (1.0 - confidence) / 2 * 100
+    keys = [k for k in ratios_a[0] if all(k in r for r in ratios_a[1:] + ratios_b)]
     result: dict[str, dict[str, float | None]] = {}
-    for key in (k for k in ratios_a if k in ratios_b):
-        (num_a, den_a), (num_b, den_b) = ratios_a[key], ratios_b[key]
+    empty = dict.fromkeys(("a", "b", "difference", "low", "high", "p_better"))
+    for key in keys:
+        # (runs, blocks) numerators and denominators of each side
+        num_a = np.stack([r[key][0] for r in ratios_a])
+        den_a = np.stack([r[key][1] for r in ratios_a])
+        num_b = np.stack([r[key][0] for r in ratios_b])
+        den_b = np.stack([r[key][1] for r in ratios_b])
         total_a, total_b = float(den_a.sum()), float(den_b.sum())
         if not total_a or not total_b:
-            result[key] = dict.fromkeys(("a", "b", "difference", "low", "high", "p_better"))
+            result[key] = {**empty, "runs_a": len(runs_a), "runs_b": len(runs_b)}
             continue
         a, b = float(num_a.sum()) / total_a, float(num_b.sum()) / total_b
+
+        def resampled(num: NDArray[Any], den: NDArray[Any], drawn: NDArray[Any]) -> Any:
+            return ((weights @ num.T) * drawn).sum(axis=1) / ((weights @ den.T) * drawn).sum(axis=1)
+
         with np.errstate(invalid="ignore", divide="ignore"):
-            delta = (weights @ num_b) / (weights @ den_b) - (weights @ num_a) / (weights @ den_a)
+            delta = resampled(num_b, den_b, draws_b) - resampled(num_a, den_a, draws_a)
         delta = delta[np.isfinite(delta)]
         if delta.size == 0:
-            result[key] = dict.fromkeys(("a", "b", "difference", "low", "high", "p_better"))
+            result[key] = {**empty, "runs_a": len(runs_a), "runs_b": len(runs_b)}
             continue
         low, high = np.percentile(delta, [tail, 100 - tail])
         better = float(np.mean(delta > 0) + 0.5 * np.mean(delta == 0))
@@ -361,5 +390,7 @@ def paired_difference(
             "low": float(low),
             "high": float(high),
             "p_better": better,
+            "runs_a": len(runs_a),
+            "runs_b": len(runs_b),
         }
     return result

@@ -1206,8 +1206,8 @@ def _paired_counts(pooled: dict[str, Any], label: str) -> dict[str, tuple[str, A
 
 
 def compare_crossval(
-    a: dict[str, Any],
-    b: dict[str, Any],
+    a: dict[str, Any] | Sequence[dict[str, Any]],
+    b: dict[str, Any] | Sequence[dict[str, Any]],
     *,
     settings: str = "per_fold",
     n_resamples: int = 2000,
@@ -1215,18 +1215,21 @@ def compare_crossval(
     seed: int = 0,
     labels: tuple[str, str] = ("A", "B"),
 ) -> dict[str, Any]:
-    """Is recipe B better than recipe A? Paired comparison of two cross-validations.
+    """Is recipe B better than recipe A? Paired comparison of cross-validations.
 
     Both must have tested the same sections of the same volumes in the same folds (say
     two recipes that differ in augmentation, or one run with ``--tta``). The same blocks
     of the pooled test sections are resampled for both, so the interval of the
     difference leaves out the sampling error the two share; it is far narrower than the
     two separate intervals (:func:`~vemkit.measure.uncertainty.paired_difference`).
+    Training noise is only in it when a side has several runs (the recipe trained with
+    several seeds, ``vemkit crossval --seed``): each side is then pooled over its runs
+    and the runs are resampled too.
 
     Parameters
     ----------
-    a, b : dict
-        ``crossval.json`` reports (:func:`load_crossval_report`).
+    a, b : dict or sequence of dict
+        ``crossval.json`` reports (:func:`load_crossval_report`), one or several per side.
     settings : {"per_fold", "other_folds"}
         Compare the scores with each fold's instance settings chosen on its own
         validation sections, or on the other folds' (``pooled_validation_choice``).
@@ -1238,51 +1241,72 @@ def compare_crossval(
     Returns
     -------
     dict
-        ``a`` and ``b`` (recipe, command, TTA, date of each), ``settings``, ``method``,
-        ``n_resamples``, ``confidence`` and ``volumes``: per volume its ``volume`` name,
-        ``n_blocks`` and ``metrics`` (``foreground_iou``, ``object_f1@0.5``, ...: ``a``,
-        ``b``, ``difference``, ``low``, ``high``, ``p_better``).
+        ``a`` and ``b`` (recipe, command, TTA, date of each run), ``settings``,
+        ``method``, ``n_resamples``, ``confidence`` and ``volumes``: per volume its
+        ``volume`` name, ``n_blocks`` and ``metrics`` (``foreground_iou``,
+        ``object_f1@0.5``, ...: ``a``, ``b``, ``difference``, ``low``, ``high``,
+        ``p_better``, ``runs_a``, ``runs_b``).
 
     Raises
     ------
     ConfigError
-        If the two did not test the same sections, lack the block counts (reports of an
-        older vemkit: rerun them, the folds are reused), or for an unknown ``settings``.
+        If the runs did not all test the same sections, lack the block counts (reports
+        of an older vemkit: rerun them, the folds are reused), or for an unknown
+        ``settings``.
     """
     if settings not in ("per_fold", "other_folds"):
         raise ConfigError(f"settings must be 'per_fold' or 'other_folds', got {settings!r}")
-    if _tested(a) != _tested(b):
-        raise ConfigError(
-            f"cross-validations {labels[0]} and {labels[1]} did not test the same sections: "
-            f"{_tested(a)} and {_tested(b)}; a paired comparison needs the same folds of the "
-            "same volumes (same --folds and the same z ranges in both recipes)"
-        )
-    volumes = []
-    for (name, pooled_a), (_, pooled_b) in zip(
-        _pooled_of_volumes(a, settings, labels[0]),
-        _pooled_of_volumes(b, settings, labels[1]),
-        strict=True,
-    ):
-        counts_a = _paired_counts(pooled_a, labels[0])
-        counts_b = _paired_counts(pooled_b, labels[1])
-        metrics: dict[str, Any] = {}
-        cache: dict[tuple[int, int], dict[str, Any]] = {}
-        n_blocks = 0
-        for metric in (m for m in counts_a if m in counts_b):
-            (score, block_a), (_, block_b) = counts_a[metric], counts_b[metric]
-            pair = (id(block_a), id(block_b))
-            if pair not in cache:
-                cache[pair] = paired_difference(
-                    block_a, block_b, n_resamples=n_resamples, confidence=confidence, seed=seed
+    sides = [[a] if isinstance(a, dict) else list(a), [b] if isinstance(b, dict) else list(b)]
+    if not all(sides):
+        raise ConfigError("give at least one cross-validation on each side")
+    tested = _tested(sides[0][0])
+    for label, runs in zip(labels, sides, strict=True):
+        for index, run in enumerate(runs):
+            if _tested(run) != tested:
+                name = label if len(runs) == 1 else f"{label} (run {index + 1})"
+                raise ConfigError(
+                    f"cross-validation {name} did not test the same sections as "
+                    f"{labels[0]}: {_tested(run)} and {tested}; a paired comparison needs "
+                    "the same folds of the same volumes (same --folds and the same z ranges "
+                    "in both recipes)"
                 )
-            n_blocks = len(block_a["intersection"])
-            metrics[metric] = cache[pair][score]
+    # per side, per run: (volume name, counts behind each metric) of each volume
+    counted = [
+        [
+            [
+                (name, _paired_counts(pooled, label))
+                for name, pooled in _pooled_of_volumes(run, settings, label)
+            ]
+            for run in runs
+        ]
+        for label, runs in zip(labels, sides, strict=True)
+    ]
+    volumes = []
+    for v, (name, _) in enumerate(counted[0][0]):
+        per_run_a = [run[v][1] for run in counted[0]]
+        per_run_b = [run[v][1] for run in counted[1]]
+        common = [m for m in per_run_a[0] if all(m in c for c in per_run_a + per_run_b)]
+        metrics: dict[str, Any] = {}
+        cache: dict[tuple[int, ...], dict[str, Any]] = {}
+        n_blocks = 0
+        for metric in common:
+            score = per_run_a[0][metric][0]
+            blocks_a = [c[metric][1] for c in per_run_a]
+            blocks_b = [c[metric][1] for c in per_run_b]
+            key = tuple(id(x) for x in blocks_a + blocks_b)
+            if key not in cache:
+                cache[key] = paired_difference(
+                    blocks_a, blocks_b, n_resamples=n_resamples, confidence=confidence, seed=seed
+                )
+            n_blocks = len(blocks_a[0]["intersection"])
+            metrics[metric] = cache[key][score]
         volumes.append({"volume": name, "n_blocks": n_blocks, "metrics": metrics})
     return {
-        "a": _about(a),
-        "b": _about(b),
+        "a": [_about(run) for run in sides[0]],
+        "b": [_about(run) for run in sides[1]],
         "settings": settings,
-        "method": "paired spatial block bootstrap (percentile interval of B - A)",
+        "method": "paired spatial block bootstrap (percentile interval of B - A); runs of a "
+        "side resampled too where it has several",
         "n_resamples": int(n_resamples),
         "confidence": float(confidence),
         "volumes": volumes,
