@@ -1157,6 +1157,14 @@ def _tested(report: dict[str, Any]) -> list[tuple[str, Any]]:
     return [(name, fold["test"]) for fold in report["plan"]]
 
 
+def _folds_text(tested: list[tuple[str, Any]]) -> str:
+    """``volume: sections 0-3, 4-7, ...`` per volume, for messages."""
+    by_volume: dict[str, list[str]] = {}
+    for name, (start, stop) in tested:
+        by_volume.setdefault(name, []).append(f"{start}-{stop - 1}")
+    return "; ".join(f"{name}: {', '.join(ranges)}" for name, ranges in by_volume.items())
+
+
 def _pooled_of_volumes(
     report: dict[str, Any], settings: str, label: str
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -1266,7 +1274,8 @@ def compare_crossval(
                 name = label if len(runs) == 1 else f"{label} (run {index + 1})"
                 raise ConfigError(
                     f"cross-validation {name} did not test the same sections as "
-                    f"{labels[0]}: {_tested(run)} and {tested}; a paired comparison needs "
+                    f"{labels[0]} ({_folds_text(_tested(run))} against "
+                    f"{_folds_text(tested)}); a paired comparison needs "
                     "the same folds of the same volumes (same --folds and the same z ranges "
                     "in both recipes)"
                 )
