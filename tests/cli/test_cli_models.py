@@ -160,6 +160,12 @@ def test_models_show_each_card(name):
         card.get("weights_dtype") == "float16"
     )
     assert (resolve_model(name) / "model.safetensors").stat().st_size < 5_000_000  # a few MB
+    # reports shipped next to a model are shown with it
+    shipped_left_out = (resolve_model(name) / "leave_one_out.json").is_file()
+    assert ("on datasets left out of training" in result.output) == shipped_left_out
+    assert ("recipe cross-validated" in result.output) == (
+        (resolve_model(name) / "crossval.json").is_file()
+    )
 
 
 def test_models_show_unknown_name():

@@ -663,7 +663,7 @@ def test_each_dataset_is_left_out_of_training_and_tested(several_volumes, tmp_pa
     shown = CliRunner().invoke(app, ["models", "show", str(shipped)])
     assert shown.exit_code == 0, shown.output
     assert "on datasets left out of training" in shown.output
-    assert "    b-raw.tif z 5: foreground iou " in shown.output
+    assert "    b-raw.tif z 5: foreground IoU " in shown.output
     assert "(in-domain " in shown.output
     assert (result.output / "leave_one_out.png").read_bytes()[:4] == b"\x89PNG"
     again = run_leave_one_dataset_out(config, output=tmp_path / "lodo")

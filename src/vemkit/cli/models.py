@@ -125,8 +125,10 @@ def models_show_command(
         lines.append(
             "  on datasets left out of training (vemkit crossval --by-dataset, 95% intervals):"
         )
+        from vemkit.pipelines.crossval import metric_label
+
         for row in left_out["rows"]:
-            metric = row["metric"].replace("_", " ")
+            metric = metric_label(row["metric"])
             line = f"    {row['source']}: {metric} {_scored(row['unseen'])}"
             if row.get("in_domain"):
                 line += f" (in-domain {_scored(row['in_domain'])})"

@@ -354,7 +354,7 @@ def plot_transfer(
         raise ConfigError("give at least one row to plot")
     conditions = list(dict.fromkeys(c for row in rows.values() for c in row))
     colors = ("#d62728", "#3b75af", "#2ca02c", "#9467bd")
-    fig = _new_figure((6.8, 1.2 + 0.5 * len(rows)))
+    fig = _new_figure((7.6, 1.3 + 0.5 * len(rows)))
     ax = fig.subplots()
     y = np.arange(len(rows), dtype=float)[::-1]
     step = 0.3 / max(len(conditions) - 1, 1)
@@ -377,9 +377,9 @@ def plot_transfer(
     ax.set_xlim(max(0.0, min(values) - 0.05), min(1.0, max(values) + 0.03) + 0.02)
     ax.set_xlabel(xlabel)
     ax.grid(axis="x", color="#dddddd", lw=0.6)
-    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     if title:
-        ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=9)
     return _finish(fig, path, dpi)
 
 
