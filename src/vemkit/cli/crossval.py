@@ -114,6 +114,11 @@ def crossval_command(
     if seed is not None:
         recipe = recipe.model_copy(update={"seed": seed})
     set_threads(threads)
+    # recorded in the report's command: where the trainings ran, and their seed
+    machine_args = (["--device", device] if device else []) + (
+        ["--threads", str(threads)] if threads else []
+    )
+    seed_args = ["--seed", str(seed)] if seed is not None else []
     if by_dataset:
         if folds is not None or tta:
             raise ConfigError("--by-dataset leaves datasets out: it takes no --folds or --tta")
@@ -122,9 +127,7 @@ def crossval_command(
             config,
             output=output,
             reference=reference,
-            command_args=(["--device", device] if device else [])
-            + (["--threads", str(threads)] if threads else [])
-            + (["--seed", str(seed)] if seed is not None else []),
+            command_args=machine_args + seed_args,
             overwrite=overwrite,
             quiet=quiet,
         )
@@ -138,10 +141,9 @@ def crossval_command(
     command = shlex.join(
         ["vemkit", "crossval", config, "--folds", str(folds)]
         + (["--output", output] if output else [])
-        + (["--device", device] if device else [])
-        + (["--threads", str(threads)] if threads else [])
+        + machine_args
         + (["--tta"] if tta else [])
-        + (["--seed", str(seed)] if seed is not None else [])
+        + seed_args
     )
     result = run_crossval(
         recipe,

@@ -35,10 +35,11 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
-from vemkit.errors import ConfigError
+from vemkit.errors import ConfigError, ModelNotFoundError
 from vemkit.geometry import VoxelSize
 from vemkit.measure.uncertainty import bootstrap_scores, default_blocks, paired_difference
 from vemkit.ml.checkpoint import CONFIG_FILE
+from vemkit.ml.zoo import resolve_model
 from vemkit.pipelines.predict import ModelSpec, load_predictor
 from vemkit.pipelines.train import (
     MODEL_DIR,
@@ -72,6 +73,7 @@ __all__ = [
     "compare_crossval",
     "load_crossval_report",
     "metric_label",
+    "metrics_with_intervals",
     "plan_folds",
     "plot_comparison",
     "pool_regions",
@@ -583,9 +585,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         f"{'CV' if len(panels) > 1 else 'cross-validation'}, {where}"
         f"{' (TTA)' if report.get('tta') else ''}"
     )
-    tmp = path.with_name("tmp-" + path.name)
-    plot_fold_scores(folds, scores, tmp, pooled=pooled, title=title)
-    os.replace(tmp, path)
+    plot_fold_scores(folds, scores, path, pooled=pooled, title=title)
 
 
 def _headline(scores: dict[str, Any]) -> str:
@@ -1002,8 +1002,13 @@ def run_crossval(
     return CrossValidation(output=folder, report=report, seconds=time.perf_counter() - start)
 
 
-def _pooled_metrics(pooled: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    """Headline metrics of pooled scores: ``{"value", "low", "high"}`` per metric."""
+def metrics_with_intervals(pooled: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    """Headline metrics of scores (pooled, or a card's per source) with their intervals.
+
+    Returns ``{"value", "low", "high"}`` per metric; the interval of a mask metric comes
+    from the intervals of the thresholded map (none where only those of the objects are
+    known), that of object F1 from the objects'.
+    """
     objects = pooled.get("confidence_intervals") or {}
     masks = pooled.get("mask_confidence_intervals") or (
         objects if "object_f1_at" not in pooled else {}
@@ -1080,7 +1085,7 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
                 "sections": v["sections"],
                 "n_pred": v["pooled"].get("n_pred"),
                 "n_gt": v["pooled"].get("n_gt"),
-                "metrics": _pooled_metrics(v["pooled"]),
+                "metrics": metrics_with_intervals(v["pooled"]),
             }
             for v in report["volumes"]
         ]
@@ -1092,7 +1097,7 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
         )
         if choice:
             chosen = [
-                {"volume": v["volume"], "metrics": _pooled_metrics(v["pooled"])}
+                {"volume": v["volume"], "metrics": metrics_with_intervals(v["pooled"])}
                 for v in choice["volumes"]
             ]
             summary["pooled_validation_choice"] = {
@@ -1103,11 +1108,11 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
         return summary
     pooled = report.get("pooled") or {}
     summary.update(
-        n_pred=pooled.get("n_pred"), n_gt=pooled.get("n_gt"), metrics=_pooled_metrics(pooled)
+        n_pred=pooled.get("n_pred"), n_gt=pooled.get("n_gt"), metrics=metrics_with_intervals(pooled)
     )
     if choice:
         summary["pooled_validation_choice"] = {
-            "metrics": _pooled_metrics(choice["pooled"]),
+            "metrics": metrics_with_intervals(choice["pooled"]),
             "recipe_settings": choice["recipe_settings"],
             "n_pred": choice["pooled"].get("n_pred"),
         }
@@ -1129,9 +1134,6 @@ def load_crossval_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     where = Path(path)
     file = where / CROSSVAL_FILE if where.is_dir() else where
     if not file.is_file() and not where.exists():
-        from vemkit.errors import ModelNotFoundError
-        from vemkit.ml.zoo import resolve_model
-
         with contextlib.suppress(ModelNotFoundError):  # then the error below names the path
             file = resolve_model(path) / CROSSVAL_FILE
     if not file.is_file():
@@ -1182,8 +1184,14 @@ def _pooled_of_volumes(
     return [("", source["pooled"])]
 
 
-def _paired_counts(pooled: dict[str, Any], label: str) -> dict[str, tuple[str, Any]]:
-    """Block counts behind each headline metric: metric -> (score in the counts, counts)."""
+def _paired_counts(
+    pooled: dict[str, Any], label: str
+) -> tuple[dict[str, Any], dict[str, tuple[str, str]]]:
+    """Block counts of pooled scores, and where each headline metric lies in them.
+
+    Returns ``({"masks": counts, "objects": counts}, {metric: (counts name, score)})``;
+    ``objects`` only where objects are scored.
+    """
     objects = (pooled.get("confidence_intervals") or {}).get("block_counts")
     has_objects = "object_f1_at" in pooled
     masks = (
@@ -1203,14 +1211,16 @@ def _paired_counts(pooled: dict[str, Any], label: str) -> dict[str, tuple[str, A
             "trained folds are reused; only the evaluation is repeated)"
         )
     key = "boundary" if "boundary_iou" in pooled else "foreground"
-    counts = {
-        f"{key}_iou": ("iou", masks),
-        f"{key}_dice" if has_objects else f"{key}_f1": ("dice", masks),
+    counts = {"masks": masks}
+    metrics = {
+        f"{key}_iou": ("masks", "iou"),
+        f"{key}_dice" if has_objects else f"{key}_f1": ("masks", "dice"),
     }
     if has_objects:
+        counts["objects"] = objects
         for threshold in objects.get("matched") or {}:
-            counts[f"object_f1@{threshold}"] = (f"f1_at_{threshold}", objects)
-    return counts
+            metrics[f"object_f1@{threshold}"] = ("objects", f"f1_at_{threshold}")
+    return counts, metrics
 
 
 def compare_crossval(
@@ -1279,11 +1289,11 @@ def compare_crossval(
                     "the same folds of the same volumes (same --folds and the same z ranges "
                     "in both recipes)"
                 )
-    # per side, per run: (volume name, counts behind each metric) of each volume
+    # per side, per run: (volume name, its block counts, the metrics in them) of each volume
     counted = [
         [
             [
-                (name, _paired_counts(pooled, label))
+                (name, *_paired_counts(pooled, label))
                 for name, pooled in _pooled_of_volumes(run, settings, label)
             ]
             for run in runs
@@ -1291,24 +1301,26 @@ def compare_crossval(
         for label, runs in zip(labels, sides, strict=True)
     ]
     volumes = []
-    for v, (name, _) in enumerate(counted[0][0]):
-        per_run_a = [run[v][1] for run in counted[0]]
-        per_run_b = [run[v][1] for run in counted[1]]
-        common = [m for m in per_run_a[0] if all(m in c for c in per_run_a + per_run_b)]
-        metrics: dict[str, Any] = {}
-        cache: dict[tuple[int, ...], dict[str, Any]] = {}
-        n_blocks = 0
-        for metric in common:
-            score = per_run_a[0][metric][0]
-            blocks_a = [c[metric][1] for c in per_run_a]
-            blocks_b = [c[metric][1] for c in per_run_b]
-            key = tuple(id(x) for x in blocks_a + blocks_b)
-            if key not in cache:
-                cache[key] = paired_difference(
-                    blocks_a, blocks_b, n_resamples=n_resamples, confidence=confidence, seed=seed
-                )
-            n_blocks = len(blocks_a[0]["intersection"])
-            metrics[metric] = cache[key][score]
+    for v, (name, first, metric_map) in enumerate(counted[0][0]):
+        differences = {
+            part: paired_difference(
+                [run[v][1][part] for run in counted[0]],
+                [run[v][1][part] for run in counted[1]],
+                n_resamples=n_resamples,
+                confidence=confidence,
+                seed=seed,
+            )
+            for part in first
+            if all(part in run[v][1] for side in counted for run in side)
+        }
+        metrics = {
+            metric: differences[part][score]
+            for metric, (part, score) in metric_map.items()
+            if part in differences
+            and all(metric in run[v][2] for side in counted for run in side)
+            and score in differences[part]
+        }
+        n_blocks = len(first["masks"]["intersection"])
         volumes.append({"volume": name, "n_blocks": n_blocks, "metrics": metrics})
     return {
         "a": [_about(run) for run in sides[0]],
@@ -1358,7 +1370,4 @@ def plot_comparison(
     title += (
         " (settings chosen on the other folds)" if comparison["settings"] == "other_folds" else ""
     )
-    target = Path(path)
-    tmp = target.with_name("tmp-" + target.name)
-    plot_differences(rows, tmp, title=title, xlabel="difference (B - A), 95% paired interval")
-    os.replace(tmp, target)
+    plot_differences(rows, path, title=title, xlabel="difference (B - A), 95% paired interval")

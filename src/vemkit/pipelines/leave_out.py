@@ -28,7 +28,13 @@ from typing import Any
 import yaml
 
 from vemkit.errors import ConfigError, VemkitError
-from vemkit.pipelines.crossval import _check_output, _finished, _write_json, metric_label
+from vemkit.pipelines.crossval import (
+    _check_output,
+    _finished,
+    _write_json,
+    metric_label,
+    metrics_with_intervals,
+)
 from vemkit.pipelines.predict import load_predictor
 from vemkit.pipelines.train import (
     MODEL_DIR,
@@ -47,7 +53,6 @@ __all__ = [
     "dataset_of",
     "headline_metric",
     "run_leave_one_dataset_out",
-    "score_of",
     "summary_rows",
 ]
 
@@ -276,30 +281,23 @@ def headline_metric(entry: dict[str, Any]) -> str | None:
     return next((key for key in keys if isinstance(entry.get(key), float)), None)
 
 
-def score_of(entry: dict[str, Any], key: str) -> tuple[float, float | None, float | None] | None:
-    """Return a source's score (``foreground_iou``, ``object_f1@0.5``, ...) and 95% interval."""
-    if key.startswith("object_f1@"):
-        threshold = key.removeprefix("object_f1@")
-        value = (entry.get("object_f1_at") or {}).get(threshold)
-        found = ((entry.get("confidence_intervals") or {}).get("f1_at") or {}).get(threshold)
-    else:
-        value = entry.get(key)
-        # instance targets: the card's intervals are of the objects, not of the thresholded map
-        objects = "object_f1_at" in entry
-        intervals = entry.get("mask_confidence_intervals" if objects else "confidence_intervals")
-        part = "dice" if key.endswith(("_f1", "_dice")) else "iou" if key.endswith("_iou") else ""
-        found = (intervals or {}).get(part)
-    if not isinstance(value, float):
+def _score_of(entry: dict[str, Any], key: str) -> tuple[float, float | None, float | None] | None:
+    """Look up a source's score (``foreground_iou``, ``object_f1@0.5``, ...) and 95% interval."""
+    found = metrics_with_intervals(entry).get(key)
+    if found is None or not isinstance(found["value"], float):
         return None
-    return value, (found or {}).get("low"), (found or {}).get("high")
+    return found["value"], found["low"], found["high"]
 
 
-def _source_name(entry: dict[str, Any]) -> str:
+def _region_name(entry: dict[str, Any], *, image: bool = True) -> str:
+    """``dataset/image z 11-14`` of a scored source (``image=False``: without the image)."""
     data = entry.get("data") or {}
-    image = Path(str(data.get("image", "?"))).name
     z = data.get("z_range")
     where = "" if not z else f" z {z[0]}" if z[1] - z[0] == 1 else f" z {z[0]}-{z[1] - 1}"
-    return f"{data['dataset']}/{image}{where}" if data.get("dataset") else image + where
+    file = Path(str(data.get("image", "?"))).name
+    if not data.get("dataset"):
+        return file + where
+    return f"{data['dataset']}/{file}{where}" if image else f"{data['dataset']}{where}"
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
@@ -310,27 +308,24 @@ def _plot(report: dict[str, Any], path: Path) -> None:
             metric = row["metric"]
         if row["metric"] != metric:
             continue  # one metric per chart: the first region's headline
-        # the dataset and sections are enough on a chart; the image name is long
-        name = row["source"].split("/")[0] + (
-            " z" + row["source"].rsplit(" z", 1)[1] if " z" in row["source"] else ""
-        )
+        name = row["region"]  # the dataset and sections: the image name is long on a chart
         rows[name] = {"dataset left out of training": row["unseen"]}
         if row["in_domain"] is not None:
             rows[name]["reference, trained on every dataset"] = row["in_domain"]
     if not rows or metric is None:
         raise ConfigError("no scores to plot")
-    tmp = path.with_name("tmp-" + path.name)
     plot_transfer(
         rows,
-        tmp,
+        path,
         title=f"{report['recipe_name']}: test regions in-domain and with their dataset left out",
         xlabel=metric_label(metric),
     )
-    os.replace(tmp, path)
 
 
 def summary_rows(report: dict[str, Any]) -> Sequence[dict[str, Any]]:
     """Flatten a report to rows: left-out dataset, test region, metric, unseen, in-domain.
+
+    ``source`` names the region with its image, ``region`` without (shorter, for charts).
 
     Each region gives its headline metric (:func:`headline_metric`) and, where objects
     are scored, object F1 at IoU 0.5; ``unseen`` / ``in_domain`` are (value, low, high),
@@ -344,16 +339,17 @@ def summary_rows(report: dict[str, Any]) -> Sequence[dict[str, Any]]:
             if "object_f1_at" in scored:
                 metrics.append("object_f1@0.5")
             for metric in metrics:
-                unseen = score_of(scored, metric)
+                unseen = _score_of(scored, metric)
                 if unseen is None:
                     continue
                 rows.append(
                     {
                         "left_out": entry["left_out"],
-                        "source": _source_name(scored),
+                        "source": _region_name(scored),
+                        "region": _region_name(scored, image=False),
                         "metric": metric,
                         "unseen": unseen,
-                        "in_domain": score_of(reference, metric) if reference else None,
+                        "in_domain": _score_of(reference, metric) if reference else None,
                     }
                 )
     return rows

@@ -14,7 +14,9 @@ from __future__ import annotations
 import io
 import math
 import os
+import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -98,7 +100,7 @@ def _new_figure(figsize: tuple[float, float]) -> Figure:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) -> None:
-    """Save ``fig`` as PNG, SVG or PDF (by suffix).
+    """Save ``fig`` as PNG, SVG or PDF (by suffix), atomically.
 
     Raises
     ------
@@ -110,7 +112,14 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 110) ->
         raise UnknownFormatError(
             f"cannot save a figure as {suffix or 'no suffix'!r}; use .png, .svg or .pdf"
         )
-    fig.savefig(os.fspath(path), dpi=dpi)
+    # written beside the target and renamed over it: a crash leaves the old figure or none
+    target = Path(path)
+    tmp = target.with_name(f".{target.stem}.tmp-{uuid.uuid4().hex[:8]}{target.suffix}")
+    try:
+        fig.savefig(os.fspath(tmp), dpi=dpi)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def figure_png(fig: Figure, *, dpi: int = 110) -> bytes:
