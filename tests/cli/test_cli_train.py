@@ -77,3 +77,18 @@ def test_train_quiet_logs_no_epochs(tiny_recipe, caplog):
     result = runner.invoke(app, ["train", str(tiny_recipe), "--threads", "1", "--quiet"])
     assert result.exit_code == 0, result.output
     assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]
+
+
+def test_train_an_ensemble_reports_its_networks(tiny_recipe, caplog):
+    recipe = yaml.safe_load(tiny_recipe.read_text())
+    tiny_recipe.write_text(yaml.safe_dump({**recipe, "ensemble": 2, "epochs": 1}))
+    caplog.set_level(logging.INFO, logger="vemkit.pipelines.train")
+    result = runner.invoke(app, ["train", str(tiny_recipe), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "(2 networks, 2 epochs, best 1/1)" in result.output
+    messages = [r.getMessage() for r in caplog.records]
+    assert "training network 2 of 2 (seed 1)" in messages
+    shown = runner.invoke(app, ["models", "show", str(tiny_recipe.parent / "out" / "model")])
+    assert shown.exit_code == 0, shown.output
+    assert "ensemble of 2 networks (maps averaged)" in shown.output
+    assert "training: 2 networks, 2 epochs" in shown.output

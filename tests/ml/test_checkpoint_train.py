@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -47,7 +48,11 @@ class Recorder:
 
 @pytest.mark.parametrize(
     "config",
-    [CONFIG, UNetConfig(dims=3, depth=3, base_channels=4, anisotropic_levels=1, residual=True)],
+    [
+        CONFIG,
+        UNetConfig(dims=3, depth=3, base_channels=4, anisotropic_levels=1, residual=True),
+        dataclasses.replace(CONFIG, ensemble=2),
+    ],
 )
 def test_save_load_round_trip_gives_identical_outputs(tmp_path, config):
     model = build_network(config, seed=3)

@@ -5,11 +5,13 @@ import torch
 
 from vemkit.errors import ConfigError, InvalidVolumeError, VemkitError
 from vemkit.ml.networks import (
+    Ensemble,
     MissingDependencyError,
     UNet,
     UNetConfig,
     build_network,
     count_parameters,
+    ensemble_members,
     freeze_encoder,
     unfreeze,
 )
@@ -127,3 +129,51 @@ def test_freeze_encoder_keeps_encoder_fixed():
     assert count_parameters(net, trainable_only=True) == total
     assert net.encoder.training
     assert isinstance(net, UNet)
+
+
+def test_an_ensemble_holds_independently_seeded_networks():
+    config = UNetConfig(dims=2, depth=2, base_channels=4, norm="batch", ensemble=3)
+    net = build_network(config, seed=5)
+    assert isinstance(net, Ensemble)
+    members = ensemble_members(net)
+    assert len(members) == 3
+    # member i is the network a single config builds with seed + i
+    for index, member in enumerate(members):
+        single = build_network(config.member(), seed=5 + index)
+        for key, value in single.state_dict().items():
+            assert torch.equal(member.state_dict()[key], value), key
+    assert not torch.equal(members[0].head.weight, members[1].head.weight)
+    assert {k.split(".")[1] for k in net.state_dict()} == {"0", "1", "2"}
+    net.eval()
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        mean = torch.stack([m(x) for m in members]).mean(0)
+        assert torch.allclose(net(x), mean)
+    assert ensemble_members(members[0]) == [members[0]]
+    assert count_parameters(net) == 3 * count_parameters(members[0])
+
+
+def test_ensemble_config_round_trip_and_limits():
+    config = UNetConfig(dims=2, depth=2, ensemble=4)
+    assert config.to_dict()["ensemble"] == 4
+    assert UNetConfig.from_dict(config.to_dict()) == config
+    # a single network's dict has no ensemble key: older vemkit versions still read it
+    assert "ensemble" not in config.member().to_dict()
+    assert UNetConfig.from_dict(config.member().to_dict()).ensemble == 1
+    for bad in (0, 17, 2.5, True):
+        with pytest.raises(ConfigError, match="ensemble"):
+            UNetConfig(ensemble=bad)
+    with pytest.raises(ConfigError, match="2 members"):
+        Ensemble([build_network(config.member())], UNetConfig(ensemble=2))
+
+
+def test_freezing_an_ensemble_freezes_every_encoder():
+    net = build_network(UNetConfig(dims=2, depth=2, base_channels=4, ensemble=2), seed=0)
+    frozen = freeze_encoder(net)
+    members = ensemble_members(net)
+    assert frozen == sum(count_parameters(m.encoder) for m in members)
+    net.train()
+    assert all(not m.encoder.training and m.decoder.training for m in members)
+    unfreeze(net)
+    assert count_parameters(net, trainable_only=True) == count_parameters(net)
+    assert all(m.encoder.training for m in members)

@@ -5,7 +5,7 @@ from torch import nn
 
 from vemkit.errors import ConfigError, InvalidVolumeError, VoxelSizeError
 from vemkit.geometry import VoxelSize
-from vemkit.ml.networks import UNetConfig, build_network
+from vemkit.ml.networks import UNetConfig, build_network, ensemble_members
 from vemkit.ml.normalize import fit_normalization, normalize
 from vemkit.ml.predict import blend_weights, predict_array, predict_triaxis, resample_to_shape
 
@@ -219,3 +219,16 @@ def test_context_stack_puts_neighbours_in_channels():
         context_stack(volume, -1)
     with pytest.raises(InvalidVolumeError):
         context_stack(volume[0], 1)
+
+
+@pytest.mark.parametrize("tta", [False, True])
+def test_an_ensemble_predicts_the_mean_of_its_members_maps(tta):
+    config = UNetConfig(dims=2, depth=2, base_channels=4, out_channels=2, ensemble=3)
+    net = build_network(config, seed=0).eval()
+    image = random_volume((3, 24, 40))
+    options = {"patch_shape": (16, 16), "overlap": 0.25, "tta": tta, "activation": "sigmoid"}
+    maps = predict_array(net, image, **options)
+    members = [predict_array(m, image, **options) for m in ensemble_members(net)]
+    # the probabilities are averaged (not the logits): the mean of the members' maps
+    np.testing.assert_allclose(maps, np.mean(members, axis=0), atol=1e-6)
+    assert np.abs(members[0] - members[1]).max() > 1e-3

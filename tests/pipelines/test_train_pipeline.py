@@ -527,3 +527,73 @@ def test_recalibration_changes_the_card_not_the_model(trained, tiny_data, tmp_pa
     assert result.exit_code == 0, result.output
     assert "held-out metric" in result.output
     assert "min_seed_size_nm3 5000" in result.output
+
+
+@pytest.fixture(scope="module")
+def ensemble(tiny_data, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("ensemble") / "pair"
+    config = parse_train_config(recipe(tiny_data, output=str(out), ensemble=2, seed=3))
+    return run_training(config, command="vemkit train pair.yaml")
+
+
+def test_an_ensemble_recipe_trains_one_network_per_seed(ensemble, tiny_data, tmp_path):
+    from vemkit.ml.networks import Ensemble, ensemble_members
+
+    model, config, card = load_model(ensemble.model)
+    assert isinstance(model, Ensemble)
+    assert config.ensemble == 2
+    assert card["architecture"]["ensemble"] == 2
+    training = card["training"]
+    assert training["ensemble"] == 2
+    assert training["seeds"] == [3, 4]
+    assert [n["seed"] for n in training["networks"]] == [3, 4]
+    assert training["epochs_run"] == 4
+    assert len(training["best_epoch"]) == 2
+    assert len(ensemble.results) == 2
+    for index in range(2):
+        assert (ensemble.output / "checkpoints" / f"network-{index}" / "best").is_dir()
+    # network 1 is exactly what the single-network recipe trains with seed 4
+    single = run_training(
+        parse_train_config(recipe(tiny_data, output=str(tmp_path / "single"), seed=4))
+    )
+    assert single.card["training"]["seed"] == 4
+    alone = load_model(single.model)[0].state_dict()
+    member = ensemble_members(model)[1].state_dict()
+    for key, value in alone.items():
+        assert torch.allclose(member[key], value, atol=1e-6), key
+    assert not torch.equal(
+        ensemble_members(model)[0].state_dict()["head.weight"], alone["head.weight"]
+    )
+
+
+def test_an_ensembles_card_scores_its_averaged_maps(ensemble):
+    from vemkit.pipelines.train import score_model
+
+    card = load_model(ensemble.model)[2]
+    rescored = score_model(ensemble.model)["held_out"]
+    for key, value in card["metrics"]["held_out"].items():
+        if key != "prediction_mvoxel_per_s":
+            assert rescored[key] == pytest.approx(value, abs=1e-6), key
+
+
+@pytest.mark.parametrize(("networks", "sources"), [(1, [0]), (2, [0, 1]), (3, [0, 1, 0])])
+def test_fine_tuning_an_ensemble_starts_each_network_from_one_of_its_members(
+    ensemble, tiny_data, networks, sources
+):
+    from vemkit.ml.networks import ensemble_members
+
+    members = ensemble_members(load_model(ensemble.model)[0])
+    config = parse_train_config(recipe(tiny_data, init_from=str(ensemble.model), ensemble=networks))
+    for index, source in enumerate(sources):
+        network, unet, info = build_model(config, member=index)
+        assert unet.ensemble == 1
+        assert info["init_member"] == source
+        for key, value in members[source].state_dict().items():
+            assert torch.equal(network.state_dict()[key], value), key
+
+
+def test_ensemble_size_is_checked(tiny_data):
+    for bad in (0, 17):
+        with pytest.raises(ConfigError, match="ensemble"):
+            parse_train_config(recipe(tiny_data, ensemble=bad))

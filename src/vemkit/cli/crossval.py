@@ -37,6 +37,8 @@ def _label(metric: str) -> str:
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, list):  # an ensemble's networks, e.g. best epochs
+        return "/".join(_cell(v) for v in value)
     return f"{value:.3f}" if isinstance(value, float) else "-" if value is None else str(value)
 
 

@@ -74,6 +74,11 @@ def models_show_command(
             if card.get("context_sections")
             else ""
         )
+        + (
+            f"; ensemble of {card['network']['ensemble']} networks (maps averaged)"
+            if card["network"].get("ensemble", 1) > 1
+            else ""
+        )
         + ("; weights stored as float16" if card.get("weights_dtype") == "float16" else ""),
     ]
     for entry in card.get("training_data") or []:
@@ -136,8 +141,10 @@ def models_show_command(
     training = card.get("training") or {}
     if training:
         machine = training.get("machine") or {}
+        networks = training.get("ensemble")
         lines.append(
-            f"  training: {training.get('epochs_run')} epochs in "
+            f"  training: {f'{networks} networks, ' if networks else ''}"
+            f"{training.get('epochs_run')} epochs in "
             f"{training.get('train_seconds', 0) / 60:.1f} min on {machine.get('device')} "
             f"({machine.get('torch_threads')} threads, {machine.get('processor')})"
         )

@@ -60,9 +60,12 @@ def train_command(
         progress=cli_progress(quiet=quiet),
     )
     training = outcome.card["training"]
+    best = training["best_epoch"]
+    networks = f"{len(best)} networks, " if isinstance(best, list) else ""
+    best_text = "/".join(map(str, best)) if isinstance(best, list) else best
     typer.echo(
         f"trained {recipe.name} in {outcome.seconds / 60:.1f} min "
-        f"({training['epochs_run']} epochs, best {training['best_epoch']})"
+        f"({networks}{training['epochs_run']} epochs, best {best_text})"
     )
     for key, value in outcome.metrics.items():
         typer.echo(f"  held-out {key}: {_fmt(value)}")

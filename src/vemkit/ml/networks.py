@@ -25,11 +25,13 @@ from torch import nn
 from vemkit.errors import ConfigError, InvalidVolumeError, MissingDependencyError
 
 __all__ = [
+    "Ensemble",
     "MissingDependencyError",
     "UNet",
     "UNetConfig",
     "build_network",
     "count_parameters",
+    "ensemble_members",
     "freeze_encoder",
     "unfreeze",
 ]
@@ -37,6 +39,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 NormKind = Literal["group", "batch", "instance"]
+MAX_ENSEMBLE = 16
 Backend = Literal["vemkit", "monai"]
 Architecture = Literal["unet", "segresnet", "swinunetr"]
 
@@ -86,6 +89,10 @@ class UNetConfig:
     patch_shape : tuple of int or None
         Training patch shape; only needed by MONAI versions whose ``SwinUNETR``
         requires ``img_size``.
+    ensemble : int
+        Number of independently trained networks of this architecture in the model
+        (1: a single network). More than one builds an :class:`Ensemble`, whose
+        members' maps prediction averages.
 
     Notes
     -----
@@ -115,6 +122,7 @@ class UNetConfig:
     backend: Backend = "vemkit"
     architecture: Architecture = "unet"
     patch_shape: tuple[int, ...] | None = None
+    ensemble: int = 1
 
     def __post_init__(self) -> None:
         def positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -132,6 +140,11 @@ class UNetConfig:
         positive_int("base_channels", self.base_channels)
         positive_int("norm_groups", self.norm_groups)
         positive_int("anisotropic_levels", self.anisotropic_levels, minimum=0)
+        positive_int("ensemble", self.ensemble)
+        if self.ensemble > MAX_ENSEMBLE:
+            raise ConfigError(
+                f"UNetConfig.ensemble must be at most {MAX_ENSEMBLE}, got {self.ensemble}"
+            )
         if self.depth > 8:
             raise ConfigError(f"UNetConfig.depth must be at most 8, got {self.depth}")
         if not (isinstance(self.channel_growth, int | float) and self.channel_growth >= 1.0):
@@ -199,11 +212,19 @@ class UNetConfig:
             divisor = [d * f for d, f in zip(divisor, factor, strict=True)]
         return tuple(divisor)
 
+    def member(self) -> UNetConfig:
+        """Return the config of one network of the ensemble (``ensemble=1``)."""
+        return dataclasses.replace(self, ensemble=1)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible dictionary (round-trips through :meth:`from_dict`)."""
         data = dataclasses.asdict(self)
         if data["patch_shape"] is not None:
             data["patch_shape"] = list(data["patch_shape"])
+        if data["ensemble"] == 1:
+            # A single network is described exactly as before ensembles existed, so its
+            # model.json stays readable by older vemkit versions.
+            del data["ensemble"]
         return data
 
     @classmethod
@@ -401,6 +422,50 @@ class UNet(nn.Module):
         return self
 
 
+class Ensemble(nn.Module):
+    """Several networks of one architecture, trained independently, used as one model.
+
+    Averaging the maps of networks trained with different seeds is the cheapest
+    measured accuracy gain for few labelled sections (BENCHMARKS.md, mito-em: +0.014
+    foreground IoU and +0.038 object F1 over the members' mean), at the members' cost
+    in prediction. :func:`~vemkit.ml.predict.predict_array` applies the activation to
+    each member's output and averages the maps; :meth:`forward` averages raw outputs.
+
+    Parameters
+    ----------
+    members : sequence of torch.nn.Module
+        Networks built from ``config.member()``.
+    config : UNetConfig
+        The ensemble's config (``ensemble == len(members)``).
+
+    Attributes
+    ----------
+    members : nn.ModuleList
+        The networks; their weights are stored under ``members.<i>.`` in the state dict.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], config: UNetConfig) -> None:
+        super().__init__()
+        if len(members) != config.ensemble:
+            raise ConfigError(
+                f"an ensemble of {config.ensemble} networks needs {config.ensemble} members, "
+                f"got {len(members)}"
+            )
+        self.members = nn.ModuleList(members)
+        self.config = config
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Average the members' raw outputs for ``(N, C, *spatial)``."""
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
+def ensemble_members(model: nn.Module) -> list[nn.Module]:
+    """Return the networks of an :class:`Ensemble`, or ``[model]`` for a single network."""
+    if isinstance(model, Ensemble):
+        return list(model.members)
+    return [model]
+
+
 def _build_monai(config: UNetConfig) -> nn.Module:
     try:
         from monai.networks import nets
@@ -455,7 +520,8 @@ def build_network(config: UNetConfig, *, seed: int | None = None) -> nn.Module:
     -------
     torch.nn.Module
         A network on the CPU in training mode. Input ``(N, in_channels, *spatial)``,
-        output ``(N, out_channels, *spatial)`` raw scores.
+        output ``(N, out_channels, *spatial)`` raw scores. An :class:`Ensemble` when
+        ``config.ensemble > 1`` (member ``i`` initialised with ``seed + i``).
 
     Raises
     ------
@@ -470,6 +536,13 @@ def build_network(config: UNetConfig, *, seed: int | None = None) -> nn.Module:
     """
     if not isinstance(config, UNetConfig):
         raise ConfigError(f"build_network needs a UNetConfig, got {type(config).__name__}")
+    if config.ensemble > 1:
+        member = config.member()
+        members = [
+            build_network(member, seed=None if seed is None else seed + index)
+            for index in range(config.ensemble)
+        ]
+        return Ensemble(members, config)
     with torch.random.fork_rng(devices=[]):
         if seed is not None:
             torch.manual_seed(seed)
@@ -503,16 +576,17 @@ def freeze_encoder(model: nn.Module) -> int:
     Returns
     -------
     int
-        Number of parameters frozen.
+        Number of parameters frozen (over all members of an :class:`Ensemble`).
     """
-    encoder = _encoder_of(model)
     frozen = 0
-    for parameter in encoder.parameters():
-        parameter.requires_grad_(False)
-        frozen += parameter.numel()
-    if isinstance(model, UNet):
-        model.encoder_frozen = True
-    encoder.eval()
+    for member in ensemble_members(model):
+        encoder = _encoder_of(member)
+        for parameter in encoder.parameters():
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+        if isinstance(member, UNet):
+            member.encoder_frozen = True
+        encoder.eval()
     return frozen
 
 
@@ -520,6 +594,7 @@ def unfreeze(model: nn.Module) -> None:
     """Undo :func:`freeze_encoder`: every parameter trains again."""
     for parameter in model.parameters():
         parameter.requires_grad_(True)
-    if isinstance(model, UNet):
-        model.encoder_frozen = False
-        model.train(model.training)
+    for member in ensemble_members(model):
+        if isinstance(member, UNet):
+            member.encoder_frozen = False
+            member.train(member.training)

@@ -23,6 +23,7 @@ from torch import nn
 
 from vemkit.errors import ConfigError, InvalidVolumeError, VoxelSizeError
 from vemkit.geometry import VoxelSize
+from vemkit.ml.networks import ensemble_members
 from vemkit.ml.normalize import Normalization, normalize
 from vemkit.progress import NullProgress, Progress
 
@@ -214,6 +215,10 @@ def _predict(
             for combo in itertools.combinations(window_axes, n)
         ]
 
+    # An ensemble's maps are the mean of its members' maps (activation per member), as
+    # the flips of test-time augmentation are.
+    members = ensemble_members(model)
+
     accumulated: NDArray[np.float64] | None = None
     weight_sum = np.zeros(padded_shape, dtype=np.float64)
     model.eval()
@@ -230,12 +235,12 @@ def _predict(
                 if planar:
                     inputs = inputs[:, :, 0]
                 output: torch.Tensor | None = None
-                for flips in flip_sets:
+                for member, flips in itertools.product(members, flip_sets):
                     x = torch.flip(inputs, flips) if flips else inputs
                     with torch.autocast(
                         device_type=device.type, dtype=torch.float16, enabled=use_amp
                     ):
-                        y = model(x)
+                        y = member(x)
                     # float64 so that averaging identical flips is exact
                     y = _apply_activation(y.float(), activation).double()
                     if flips:
@@ -248,7 +253,7 @@ def _predict(
                         f"an input of {tuple(inputs.shape[2:])}; choose a patch_shape it "
                         "accepts"
                     )
-                result = output.cpu().numpy() / len(flip_sets)
+                result = output.cpu().numpy() / (len(members) * len(flip_sets))
                 if planar:
                     result = result[:, :, None]
                 if accumulated is None:
@@ -300,7 +305,9 @@ def predict_array(
     ----------
     model : torch.nn.Module
         A 2D or 3D network (``(N, C, *S)`` in and out, same ``S``), already on
-        ``device``; it is put in eval mode.
+        ``device``; it is put in eval mode. For an
+        :class:`~vemkit.ml.networks.Ensemble` the members' maps (after ``activation``)
+        are averaged.
     image : ndarray
         ``(Z, Y, X)``, ``(C, Z, Y, X)`` or a 2D ``(Y, X)`` image, raw intensities.
     patch_shape : sequence of int

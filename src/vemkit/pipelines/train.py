@@ -23,6 +23,7 @@ Z ranges are half-open section ranges ``[start, stop)`` like Python slices:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import json
@@ -63,7 +64,15 @@ from vemkit.ml.checkpoint import (
     write_model_card,
 )
 from vemkit.ml.losses import BCEDiceLoss, CrossEntropyLoss, RegressionLoss
-from vemkit.ml.networks import UNetConfig, build_network, count_parameters, freeze_encoder
+from vemkit.ml.networks import (
+    MAX_ENSEMBLE,
+    Ensemble,
+    UNetConfig,
+    build_network,
+    count_parameters,
+    ensemble_members,
+    freeze_encoder,
+)
 from vemkit.ml.normalize import Normalization, fit_normalization
 from vemkit.ml.predict import context_stack, resample_to_shape
 from vemkit.ml.sampling import PatchDataset, PatchSampler
@@ -487,6 +496,15 @@ class TrainConfig(_Settings):
         description="Wall-clock budget: no new epoch starts after this many minutes.",
     )
     seed: int = Field(default=0, ge=0)
+    ensemble: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_ENSEMBLE,
+        description="Train this many networks, each with its own seed (seed, seed + 1, ...) "
+        "but the same data and schedule, and ship them as one model whose prediction "
+        "averages their maps. Training takes this many times longer (max_train_minutes "
+        "applies to each network); prediction too.",
+    )
     device: str = "cpu"
     output: str = Field(default="", description="Output folder (default: models/<name>).")
     init_from: str | None = Field(
@@ -1110,15 +1128,27 @@ def _recipe_context(config: TrainConfig) -> int:
     return context_sections(read_model_info(resolve_model(config.init_from))[0])
 
 
-def build_model(config: TrainConfig) -> tuple[torch.nn.Module, UNetConfig, dict[str, Any]]:
-    """Build the network to train: fresh (seeded), or the weights of ``init_from``.
+def build_model(
+    config: TrainConfig, *, member: int = 0
+) -> tuple[torch.nn.Module, UNetConfig, dict[str, Any]]:
+    """Build one network to train: fresh (seeded), or the weights of ``init_from``.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The recipe (its ``seed`` seeds a fresh network).
+    member : int
+        Which network of an ``ensemble`` recipe this is: with ``init_from`` an ensemble
+        model, network ``member`` starts from that model's member ``member`` (modulo its
+        size).
 
     Returns
     -------
     network : torch.nn.Module
-        On the CPU, in training mode (encoder frozen when ``freeze_encoder``).
+        A single network (never an ensemble) on the CPU, in training mode (encoder
+        frozen when ``freeze_encoder``).
     unet_config : UNetConfig
-        Its config.
+        Its config (``ensemble == 1``).
     init : dict
         Where the weights came from (for the model card).
     """
@@ -1134,8 +1164,10 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, UNetConfig, dict[
             f"channels but the {config.target.type} target needs {wanted}; fine-tune from a "
             "model with the same target type"
         )
-    network = build_network(source_config, seed=config.seed)
-    load_weights(folder, network)
+    source = build_network(source_config, seed=config.seed)
+    load_weights(folder, source)
+    source_member = member % source_config.ensemble
+    network = ensemble_members(source)[source_member]
     network.train()
     info: dict[str, Any] = {
         "init": "from_model",
@@ -1143,6 +1175,16 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, UNetConfig, dict[
         "init_model_name": source_card.get("name", folder.name),
         "freeze_encoder": config.freeze_encoder,
     }
+    if source_config.ensemble > 1:
+        info["init_member"] = source_member
+        if config.ensemble == 1:
+            log.info(
+                "init_from: %s is an ensemble of %d networks; fine-tuning its first (set "
+                "ensemble: %d in the recipe to fine-tune them all)",
+                config.init_from,
+                source_config.ensemble,
+                source_config.ensemble,
+            )
     if config.freeze_encoder:
         info["frozen_parameters"] = freeze_encoder(network)
     if "network" in config.model_fields_set:
@@ -1150,7 +1192,7 @@ def build_model(config: TrainConfig) -> tuple[torch.nn.Module, UNetConfig, dict[
             "init_from: the network section is ignored; the architecture of %s is used",
             config.init_from,
         )
-    return network, source_config, info
+    return network, source_config.member(), info
 
 
 def _optimizer(
@@ -1913,12 +1955,12 @@ def _summarise(per_source: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # --- the pipeline ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainingOutcome:
-    """What :func:`run_training` produced."""
+    """What :func:`run_training` produced (``results``: one per network of an ensemble)."""
 
     output: Path
     model: Path
     card: dict[str, Any]
-    result: TrainResult
+    results: list[TrainResult]
     seconds: float
 
     @property
@@ -1967,76 +2009,39 @@ def _machine(device: str) -> dict[str, Any]:
     }
 
 
-def run_training(
-    config: TrainConfig,
-    *,
-    recipe_text: str | None = None,
-    command: str | None = None,
-    output: str | os.PathLike[str] | None = None,
-    overwrite: bool = False,
-    progress: Progress | None = None,
-) -> TrainingOutcome:
-    """Train the model a recipe describes, evaluate it on held-out data, write the model.
+def _member_config(config: TrainConfig) -> UNetConfig:
+    """Config of one network the recipe trains (the ``init_from`` model's architecture)."""
+    if config.init_from is None:
+        return config.unet_config()
+    return read_model_info(resolve_model(config.init_from))[0].member()
 
-    Parameters
-    ----------
-    config : TrainConfig
-        The recipe.
-    recipe_text : str, optional
-        The recipe file's exact text (stored in ``recipe.yaml`` and the model card);
-        default: ``config`` dumped as YAML.
-    command : str, optional
-        The command line that ran the training (model card).
-    output : path-like, optional
-        Overrides ``config.output``.
-    overwrite : bool
-        Replace an existing training output folder.
-    progress : Progress, optional
-        One task per epoch.
+
+def _train_network(
+    config: TrainConfig,
+    train_sources: Sequence[LoadedSource],
+    val_sources: Sequence[LoadedSource],
+    *,
+    normalization: Normalization,
+    context: int,
+    checkpoint_dir: Path,
+    card: Mapping[str, Any],
+    member: int,
+    progress: Progress | None,
+) -> tuple[torch.nn.Module, dict[str, Any], TrainResult, dict[str, Any]]:
+    """Train one network of the recipe (seeded by ``config.seed``) and load its best weights.
 
     Returns
     -------
-    TrainingOutcome
-        The output folder, the model folder (``OUTPUT/model``), its card and the
-        training history.
+    network : torch.nn.Module
+        With the best checkpoint's weights.
+    init : dict
+        Where its starting weights came from (:func:`build_model`).
+    result : TrainResult
+        The training history.
+    record : dict
+        Its training record for the model card (epochs, best epoch, history, seconds).
     """
-    start = time.perf_counter()
-    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
-    folder = Path(output) if output is not None else config.output_folder()
-    text = (
-        recipe_text
-        if recipe_text is not None
-        else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
-    )
-    voxel = config.voxel_size_nm
-    planar = config.network.dims == 2
-    context = _recipe_context(config)
-    options: dict[str, Any] = {"voxel_size_nm": voxel, "planar": planar, "context": context}
-    train_sources = [load_source(s, **options) for s in config.train]
-    val_sources = [load_source(s, **options) for s in config.validation]
-    test_sources = [load_source(s, native=True, context=context) for s in config.test]
-    working_size = train_sources[0].voxel_size
-    for loaded in train_sources[1:] + val_sources:
-        compared = slice(1, 3) if planar else slice(0, 3)
-        if not np.allclose(
-            loaded.voxel_size.as_tuple()[compared], working_size.as_tuple()[compared], rtol=1e-3
-        ):
-            raise ConfigError(
-                f"training sources have different voxel sizes ({working_size} and "
-                f"{loaded.voxel_size}); set voxel_size_nm in the recipe to resample them all"
-            )
-    _prepare_output(folder, overwrite=overwrite)
-    (folder / RECIPE_FILE).write_text(text, encoding="utf-8")
-
-    norm_settings = config.normalization
-    normalization = fit_normalization(
-        np.concatenate([s.image.reshape(-1) for s in train_sources]),
-        mode=norm_settings.mode,
-        lower_percentile=norm_settings.lower_percentile,
-        upper_percentile=norm_settings.upper_percentile,
-        clip=norm_settings.clip,
-    )
-    network, unet_config, init_info = build_model(config)
+    network, unet_config, init_info = build_model(config, member=member)
     train_data = _patch_datasets(
         config,
         train_sources,
@@ -2074,6 +2079,153 @@ def run_training(
         # oneDNN convolutions are faster on NHWC tensors (about 1.3x measured).
         network = network.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer, scheduler = _optimizer(config, network)
+    log.info(
+        "training %s: %d parameters (%d trainable), %d batches per epoch",
+        config.name,
+        count_parameters(network),
+        count_parameters(network, trainable_only=True),
+        len(train_loader),
+    )
+    train_start = time.perf_counter()
+    result = train(
+        network,
+        train_loader,
+        val_loader,
+        _loss(config.target),
+        optimizer,
+        epochs=config.epochs,
+        checkpoint_dir=checkpoint_dir,
+        device=config.device,
+        config=unet_config,
+        card=card,
+        metric_fn=_metric(config.target) if val_loader is not None else None,
+        early_stopping_patience=config.early_stopping_patience,
+        scheduler=scheduler,
+        grad_clip_norm=config.optimizer.grad_clip_norm,
+        progress=progress,
+        seed=config.seed,
+        max_seconds=None if config.max_train_minutes is None else 60.0 * config.max_train_minutes,
+    )
+    train_seconds = time.perf_counter() - train_start
+    load_weights(result.best_checkpoint, network)
+    record = {
+        "seed": config.seed,
+        "epochs_run": len(result.history),
+        "best_epoch": result.best_epoch,
+        "monitor": result.monitor,
+        "best_value": result.best_value,
+        "stopped_early": result.stopped_early,
+        "stopped_by_time_budget": result.stopped_by_time,
+        "train_seconds": round(train_seconds, 1),
+        "history": [
+            {
+                "epoch": r.epoch,
+                "train_loss": round(r.train_loss, 5),
+                "val_loss": None if r.val_loss is None else round(r.val_loss, 5),
+                "val_metric": None if r.val_metric is None else round(r.val_metric, 5),
+                "seconds": round(r.seconds, 1),
+            }
+            for r in result.history
+        ],
+    }
+    return network, init_info, result, record
+
+
+def _training_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Build the model card's training record: one network's, or an ensemble's."""
+    if len(records) == 1:
+        record = dict(records[0])
+        del record["seed"]  # the init record has it
+        return record
+    return {
+        "ensemble": len(records),
+        "seeds": [r["seed"] for r in records],
+        "epochs_run": sum(r["epochs_run"] for r in records),
+        "best_epoch": [r["best_epoch"] for r in records],
+        "monitor": records[0]["monitor"],
+        "stopped_by_time_budget": any(r["stopped_by_time_budget"] for r in records),
+        "train_seconds": round(sum(r["train_seconds"] for r in records), 1),
+        "networks": list(records),
+    }
+
+
+def run_training(
+    config: TrainConfig,
+    *,
+    recipe_text: str | None = None,
+    command: str | None = None,
+    output: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> TrainingOutcome:
+    """Train the model a recipe describes, evaluate it on held-out data, write the model.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The recipe.
+    recipe_text : str, optional
+        The recipe file's exact text (stored in ``recipe.yaml`` and the model card);
+        default: ``config`` dumped as YAML.
+    command : str, optional
+        The command line that ran the training (model card).
+    output : path-like, optional
+        Overrides ``config.output``.
+    overwrite : bool
+        Replace an existing training output folder.
+    progress : Progress, optional
+        One task per epoch.
+
+    Returns
+    -------
+    TrainingOutcome
+        The output folder, the model folder (``OUTPUT/model``), its card and the
+        training history.
+
+    Notes
+    -----
+    With ``ensemble: N`` the recipe's network is trained N times, with seeds ``seed`` to
+    ``seed + N - 1`` (checkpoints in ``OUTPUT/checkpoints/network-<i>``), and the model
+    is their :class:`~vemkit.ml.networks.Ensemble`: thresholds are chosen and held-out
+    metrics measured on the averaged maps.
+    """
+    start = time.perf_counter()
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    folder = Path(output) if output is not None else config.output_folder()
+    text = (
+        recipe_text
+        if recipe_text is not None
+        else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    )
+    voxel = config.voxel_size_nm
+    planar = config.network.dims == 2
+    context = _recipe_context(config)
+    options: dict[str, Any] = {"voxel_size_nm": voxel, "planar": planar, "context": context}
+    train_sources = [load_source(s, **options) for s in config.train]
+    val_sources = [load_source(s, **options) for s in config.validation]
+    test_sources = [load_source(s, native=True, context=context) for s in config.test]
+    working_size = train_sources[0].voxel_size
+    for loaded in train_sources[1:] + val_sources:
+        compared = slice(1, 3) if planar else slice(0, 3)
+        if not np.allclose(
+            loaded.voxel_size.as_tuple()[compared], working_size.as_tuple()[compared], rtol=1e-3
+        ):
+            raise ConfigError(
+                f"training sources have different voxel sizes ({working_size} and "
+                f"{loaded.voxel_size}); set voxel_size_nm in the recipe to resample them all"
+            )
+    _prepare_output(folder, overwrite=overwrite)
+    (folder / RECIPE_FILE).write_text(text, encoding="utf-8")
+
+    norm_settings = config.normalization
+    normalization = fit_normalization(
+        np.concatenate([s.image.reshape(-1) for s in train_sources]),
+        mode=norm_settings.mode,
+        lower_percentile=norm_settings.lower_percentile,
+        upper_percentile=norm_settings.upper_percentile,
+        clip=norm_settings.clip,
+    )
+    unet_config = dataclasses.replace(_member_config(config), ensemble=config.ensemble)
     card: dict[str, Any] = {
         "name": config.name,
         "task": config.task,
@@ -2100,41 +2252,40 @@ def run_training(
         "instances": config.evaluation.model_dump(include=_CARD_INSTANCE_KEYS),
         "vemkit_version": vemkit.__version__,
     }
-    log.info(
-        "training %s: %d parameters (%d trainable), %d batches per epoch",
-        config.name,
-        count_parameters(network),
-        count_parameters(network, trainable_only=True),
-        len(train_loader),
-    )
-    train_start = time.perf_counter()
-    loss_fn = _loss(config.target)
-    metric_fn = _metric(config.target) if val_loader is not None else None
+    members: list[torch.nn.Module] = []
+    results: list[TrainResult] = []
+    records: list[dict[str, Any]] = []
+    init_info: dict[str, Any] = {}
+    for index in range(config.ensemble):
+        # Network i of an ensemble: seed + i for its weights, patches and shuffling.
+        member_config = config.model_copy(update={"seed": config.seed + index})
+        if config.ensemble > 1:
+            log.info(
+                "training network %d of %d (seed %d)",
+                index + 1,
+                config.ensemble,
+                member_config.seed,
+            )
+        network, info, result, record = _train_network(
+            member_config,
+            train_sources,
+            val_sources,
+            normalization=normalization,
+            context=context,
+            checkpoint_dir=folder / CHECKPOINT_DIR
+            if config.ensemble == 1
+            else folder / CHECKPOINT_DIR / f"network-{index}",
+            card=card,
+            member=index,
+            progress=progress,
+        )
+        init_info = init_info or info
+        members.append(network)
+        results.append(result)
+        records.append(record)
+    network = members[0] if config.ensemble == 1 else Ensemble(members, unet_config)
 
-    result = train(
-        network,
-        train_loader,
-        val_loader,
-        loss_fn,
-        optimizer,
-        epochs=config.epochs,
-        checkpoint_dir=folder / CHECKPOINT_DIR,
-        device=config.device,
-        config=unet_config,
-        card=card,
-        metric_fn=metric_fn,
-        early_stopping_patience=config.early_stopping_patience,
-        scheduler=scheduler,
-        grad_clip_norm=config.optimizer.grad_clip_norm,
-        progress=progress,
-        seed=config.seed,
-        max_seconds=None if config.max_train_minutes is None else 60.0 * config.max_train_minutes,
-    )
-    stopped_by_time = result.stopped_by_time
-    train_seconds = time.perf_counter() - train_start
-
-    # The best checkpoint is the model; score it on the held-out data like `vemkit predict`.
-    load_weights(result.best_checkpoint, network)
+    # The best checkpoints are the model; score it on the held-out data like `vemkit predict`.
     if config.weights_dtype == "float16":
         round_to_float16(network)  # score exactly what is stored
     network.eval()
@@ -2176,26 +2327,10 @@ def run_training(
             "notes": list(config.notes),
             "training": {
                 **init_info,
-                "epochs_run": len(result.history),
-                "best_epoch": result.best_epoch,
-                "monitor": result.monitor,
-                "best_value": result.best_value,
-                "stopped_early": result.stopped_early,
-                "stopped_by_time_budget": stopped_by_time,
-                "train_seconds": round(train_seconds, 1),
+                **_training_summary(records),
                 "total_seconds": round(time.perf_counter() - start, 1),
                 "started": started,
                 "machine": _machine(config.device),
-                "history": [
-                    {
-                        "epoch": r.epoch,
-                        "train_loss": round(r.train_loss, 5),
-                        "val_loss": None if r.val_loss is None else round(r.val_loss, 5),
-                        "val_metric": None if r.val_metric is None else round(r.val_metric, 5),
-                        "seconds": round(r.seconds, 1),
-                    }
-                    for r in result.history
-                ],
             },
         }
     )
@@ -2208,5 +2343,5 @@ def run_training(
     seconds = time.perf_counter() - start
     log.info("trained %s in %.0f s; model in %s", config.name, seconds, model_dir)
     return TrainingOutcome(
-        output=folder, model=model_dir, card=card, result=result, seconds=seconds
+        output=folder, model=model_dir, card=card, results=results, seconds=seconds
     )
