@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from vemkit.cli.main import app
 from vemkit.errors import ConfigError
 from vemkit.geometry import VoxelSize
 from vemkit.measure.metrics import evaluate
+from vemkit.ml.checkpoint import load_model
 from vemkit.pipelines.crossval import (
     CROSSVAL_FILE,
     compare_crossval,
@@ -307,14 +309,22 @@ def test_a_rerun_reuses_finished_folds_and_a_changed_recipe_is_refused(crossval,
         run_crossval(config, folds=2, output=first.output)
 
 
-def test_an_unfinished_fold_is_trained_again(crossval, tmp_path):
+@pytest.mark.parametrize("interrupted", ["after training", "in the last epoch"])
+def test_an_unfinished_fold_goes_on_from_its_checkpoints(crossval, tmp_path, interrupted, caplog):
     config, first = crossval
     copy = tmp_path / "copy"
     shutil.copytree(first.output, copy)
     shutil.rmtree(copy / "fold-2" / "model")
+    if interrupted == "in the last epoch":
+        (copy / "fold-2" / "checkpoints" / "network.json").unlink()
+    caplog.set_level(logging.INFO, logger="vemkit.ml.train")
     resumed = run_crossval(config, folds=3, output=copy)
     assert [f["reused"] for f in resumed.report["per_fold"]] == [True, True, False]
-    assert (copy / "fold-2" / "model" / "model.json").is_file()
+    # no epoch trained again: the fold's model is the one the first run trained
+    assert not [r for r in caplog.records if r.getMessage().startswith("epoch ")]
+    again = load_model(copy / "fold-2" / "model")[0].state_dict()
+    for key, value in load_model(first.output / "fold-2" / "model")[0].state_dict().items():
+        assert torch.equal(again[key], value), key
 
 
 def test_recipes_written_by_an_older_vemkit_still_resume(crossval, tmp_path):

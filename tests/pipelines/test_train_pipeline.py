@@ -597,3 +597,70 @@ def test_ensemble_size_is_checked(tiny_data):
     for bad in (0, 17):
         with pytest.raises(ConfigError, match="ensemble"):
             parse_train_config(recipe(tiny_data, ensemble=bad))
+
+
+class SimulatedCrashError(Exception):
+    pass
+
+
+class CrashOnEpoch:
+    """A progress reporter that raises when the n-th epoch of the whole run starts."""
+
+    def __init__(self, epoch):
+        self.epoch, self.started = epoch, 0
+
+    def start(self, total, description):
+        self.started += 1
+        if self.started == self.epoch:
+            raise SimulatedCrashError(description)
+
+    def advance(self, steps=1):
+        pass
+
+    def finish(self):
+        pass
+
+
+def test_an_interrupted_ensemble_training_resumes_where_it_stopped(ensemble, tiny_data, tmp_path):
+    from vemkit.ml.networks import ensemble_members
+
+    config = parse_train_config(recipe(tiny_data, output=str(tmp_path / "run"), ensemble=2, seed=3))
+    # network 0 trains its 2 epochs, network 1 one epoch; the crash comes in its second
+    with pytest.raises(SimulatedCrashError, match="epoch 2/2"):
+        run_training(config, progress=CrashOnEpoch(4))
+    assert (tmp_path / "run" / "checkpoints" / "network-0" / "network.json").is_file()
+    assert not (tmp_path / "run" / "checkpoints" / "network-1" / "network.json").is_file()
+    assert not (tmp_path / "run" / "model").exists()
+    with pytest.raises(ConfigError, match="--resume"):
+        run_training(config)
+    changed = parse_train_config(
+        recipe(tiny_data, output=str(tmp_path / "run"), ensemble=2, seed=3, epochs=3)
+    )
+    with pytest.raises(ConfigError, match=r"recipe changed \(epochs\)"):
+        run_training(changed, resume=True)
+
+    counter = CrashOnEpoch(0)
+    outcome = run_training(config, resume=True, progress=counter)
+    assert counter.started == 1  # only network 1's second epoch was trained again
+    assert outcome.results[0] is None
+    assert [e["epoch"] for e in outcome.card["training"]["networks"][1]["history"]] == [1, 2]
+    # the same weights and scores as the uninterrupted training of the same recipe
+    resumed = load_model(outcome.model)[0]
+    uninterrupted = load_model(ensemble.model)[0]
+    for a, b in zip(ensemble_members(resumed), ensemble_members(uninterrupted), strict=True):
+        for key, value in b.state_dict().items():
+            assert torch.allclose(a.state_dict()[key], value, atol=1e-6), key
+    for key, value in ensemble.metrics.items():
+        if key != "prediction_mvoxel_per_s":
+            assert outcome.metrics[key] == value, key
+
+
+def test_resuming_elsewhere_starts_afresh_or_refuses(tiny_data, tmp_path):
+    config = parse_train_config(recipe(tiny_data, output=str(tmp_path / "new"), epochs=1))
+    assert run_training(config, resume=True).results[0] is not None
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    other = parse_train_config(recipe(tiny_data, output=str(tmp_path / "other"), epochs=1))
+    with pytest.raises(ConfigError, match="not a vemkit training output"):
+        run_training(other, resume=True)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"

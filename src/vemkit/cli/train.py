@@ -35,6 +35,14 @@ def train_command(
     device: RecipeDeviceOption = None,
     threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Go on with an interrupted training of this recipe in the output folder "
+            "(finished networks are reused, an interrupted one continues from its last epoch).",
+        ),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Train a segmentation network; writes OUTPUT/model (weights + model card) and metrics."""
@@ -57,6 +65,7 @@ def train_command(
         ),
         output=output,
         overwrite=overwrite,
+        resume=resume,
         progress=cli_progress(quiet=quiet),
     )
     training = outcome.card["training"]

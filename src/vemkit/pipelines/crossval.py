@@ -77,6 +77,7 @@ __all__ = [
     "plan_folds",
     "plot_comparison",
     "pool_regions",
+    "resumable",
     "run_crossval",
     "summarise_crossval",
 ]
@@ -493,6 +494,22 @@ def _finished(fold_dir: Path, recipe: TrainConfig) -> str | None:
     return "weights" if _same_recipe(stored, recipe, but_evaluation=True) else None
 
 
+def resumable(fold_dir: Path, recipe: TrainConfig) -> bool:
+    """Whether ``fold_dir`` holds a (maybe interrupted) training of what ``recipe`` trains.
+
+    :func:`~vemkit.pipelines.train.run_training` with ``resume`` then reuses its finished
+    networks and continues an interrupted one instead of starting again.
+    """
+    path = fold_dir / RECIPE_FILE
+    if not path.is_file():
+        return False
+    try:
+        stored = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return False
+    return _same_recipe(stored, recipe, but_evaluation=True)
+
+
 _SPREAD_KEYS = ("foreground_iou", "boundary_iou", "foreground_f1", "weighted_f1", "macro_f1")
 
 
@@ -851,6 +868,7 @@ def run_crossval(
                 command=command,
                 output=fold_dir,
                 overwrite=True,
+                resume=resume and resumable(fold_dir, recipe),
                 progress=progress,
             )
         network, spec, card = load_predictor(fold_dir / MODEL_DIR, device=recipe.device)

@@ -34,6 +34,7 @@ from vemkit.pipelines.crossval import (
     _write_json,
     metric_label,
     metrics_with_intervals,
+    resumable,
 )
 from vemkit.pipelines.predict import load_predictor
 from vemkit.pipelines.train import (
@@ -231,6 +232,7 @@ def run_leave_one_dataset_out(
                 command=command,
                 output=fold_dir,
                 overwrite=True,
+                resume=resume and resumable(fold_dir, recipe),
                 progress=progress,
             )
         _, _, card = load_predictor(fold_dir / MODEL_DIR, device="cpu")

@@ -129,6 +129,7 @@ RECIPE_FILE = "recipe.yaml"
 METRICS_FILE = "metrics.json"
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
+NETWORK_RECORD_FILE = "network.json"  # in a network's checkpoint folder once it is trained
 
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -1955,12 +1956,16 @@ def _summarise(per_source: Sequence[dict[str, Any]]) -> dict[str, Any]:
 # --- the pipeline ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainingOutcome:
-    """What :func:`run_training` produced (``results``: one per network of an ensemble)."""
+    """What :func:`run_training` produced.
+
+    ``results`` holds one training history per network of the recipe (``None`` for a
+    network a resumed run reused).
+    """
 
     output: Path
     model: Path
     card: dict[str, Any]
-    results: list[TrainResult]
+    results: list[TrainResult | None]
     seconds: float
 
     @property
@@ -1974,7 +1979,8 @@ def _prepare_output(folder: Path, *, overwrite: bool) -> None:
         if not overwrite:
             raise ConfigError(
                 f"output folder {str(folder)!r} already exists; choose another output "
-                "(output: in the recipe or --output) or pass --overwrite"
+                "(output: in the recipe or --output), pass --resume to go on with an "
+                "interrupted training of this recipe, or --overwrite to start again"
             )
         if any(folder.iterdir()) and not (folder / RECIPE_FILE).is_file():
             raise ConfigError(
@@ -1983,6 +1989,50 @@ def _prepare_output(folder: Path, *, overwrite: bool) -> None:
             )
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+
+
+def _can_resume(folder: Path, config: TrainConfig) -> bool:
+    """Whether ``folder`` holds an interrupted training of this recipe (False: start afresh).
+
+    Raises
+    ------
+    ConfigError
+        ``folder`` holds a training of another recipe.
+    """
+    path = folder / RECIPE_FILE
+    if not path.is_file():
+        if folder.exists() and any(folder.iterdir()):
+            raise ConfigError(
+                f"cannot resume in {str(folder)!r}: it is not a vemkit training output (no "
+                f"{RECIPE_FILE}); choose another output folder"
+            )
+        return False
+    try:
+        stored = parse_train_config(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (yaml.YAMLError, ConfigError) as error:
+        raise ConfigError(
+            f"cannot resume: {str(path)!r} is not a readable recipe: {error}"
+        ) from None
+    # Settings applied after training, or that do not change what is trained, may differ.
+    changed = changed_fields(stored, config, ignore=_RESUME_MAY_CHANGE)
+    if changed:
+        raise ConfigError(
+            f"cannot resume in {str(folder)!r}: the recipe changed ({', '.join(changed)}) "
+            "since that training began; pass --overwrite to start again"
+        )
+    return True
+
+
+_RESUME_MAY_CHANGE = (
+    "device",
+    "output",
+    "description",
+    "notes",
+    "test",
+    "evaluation",
+    "prediction",
+    "max_train_minutes",
+)
 
 
 def _cpu_name() -> str:
@@ -2027,8 +2077,13 @@ def _train_network(
     card: Mapping[str, Any],
     member: int,
     progress: Progress | None,
-) -> tuple[torch.nn.Module, dict[str, Any], TrainResult, dict[str, Any]]:
+    resume: bool = False,
+) -> tuple[torch.nn.Module, dict[str, Any], TrainResult | None, dict[str, Any]]:
     """Train one network of the recipe (seeded by ``config.seed``) and load its best weights.
+
+    With ``resume``, a network finished before (its record in ``checkpoint_dir``) is
+    loaded instead of trained (``result`` is then ``None``), and an interrupted one goes
+    on from its last checkpoint.
 
     Returns
     -------
@@ -2042,6 +2097,16 @@ def _train_network(
         Its training record for the model card (epochs, best epoch, history, seconds).
     """
     network, unet_config, init_info = build_model(config, member=member)
+    record_path = checkpoint_dir / NETWORK_RECORD_FILE
+    if resume and record_path.is_file():
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        load_weights(checkpoint_dir / "best", network)
+        log.info("%s was trained before; reusing it", checkpoint_dir)
+        return network, init_info, None, record
+    resume_from = checkpoint_dir / "last" if resume and (checkpoint_dir / "last").is_dir() else None
+    epochs_before = 0
+    if resume_from is not None:
+        epochs_before = int(read_model_info(resume_from)[1].get("training", {}).get("epoch", 0))
     train_data = _patch_datasets(
         config,
         train_sources,
@@ -2105,8 +2170,14 @@ def _train_network(
         progress=progress,
         seed=config.seed,
         max_seconds=None if config.max_train_minutes is None else 60.0 * config.max_train_minutes,
+        resume_from=resume_from,
     )
-    train_seconds = time.perf_counter() - train_start
+    # A resumed network also counts the epochs it ran before the interruption.
+    train_seconds = (
+        time.perf_counter()
+        - train_start
+        + sum(r.seconds for r in result.history if r.epoch <= epochs_before)
+    )
     load_weights(result.best_checkpoint, network)
     record = {
         "seed": config.seed,
@@ -2128,6 +2199,7 @@ def _train_network(
             for r in result.history
         ],
     }
+    record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     return network, init_info, result, record
 
 
@@ -2156,6 +2228,7 @@ def run_training(
     command: str | None = None,
     output: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     progress: Progress | None = None,
 ) -> TrainingOutcome:
     """Train the model a recipe describes, evaluate it on held-out data, write the model.
@@ -2173,6 +2246,11 @@ def run_training(
         Overrides ``config.output``.
     overwrite : bool
         Replace an existing training output folder.
+    resume : bool
+        Go on with an interrupted training of the same recipe in the output folder:
+        networks trained before are reused, an interrupted one continues from its last
+        checkpoint (epoch, optimizer, schedule and early-stopping state). A folder that
+        does not exist yet is started afresh.
     progress : Progress, optional
         One task per epoch.
 
@@ -2214,7 +2292,9 @@ def run_training(
                 f"training sources have different voxel sizes ({working_size} and "
                 f"{loaded.voxel_size}); set voxel_size_nm in the recipe to resample them all"
             )
-    _prepare_output(folder, overwrite=overwrite)
+    resume = resume and _can_resume(folder, config)
+    if not resume:
+        _prepare_output(folder, overwrite=overwrite)
     (folder / RECIPE_FILE).write_text(text, encoding="utf-8")
 
     norm_settings = config.normalization
@@ -2253,7 +2333,7 @@ def run_training(
         "vemkit_version": vemkit.__version__,
     }
     members: list[torch.nn.Module] = []
-    results: list[TrainResult] = []
+    results: list[TrainResult | None] = []
     records: list[dict[str, Any]] = []
     init_info: dict[str, Any] = {}
     for index in range(config.ensemble):
@@ -2278,6 +2358,7 @@ def run_training(
             card=card,
             member=index,
             progress=progress,
+            resume=resume,
         )
         init_info = init_info or info
         members.append(network)
