@@ -2199,7 +2199,10 @@ def _train_network(
             for r in result.history
         ],
     }
-    record_path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    # Written last and atomically: its presence means the network is finished.
+    temporary = record_path.with_name(record_path.name + ".tmp")
+    temporary.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    os.replace(temporary, record_path)
     return network, init_info, result, record
 
 
