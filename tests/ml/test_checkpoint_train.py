@@ -222,6 +222,21 @@ def test_early_stopping_metric_and_progress(tmp_path):
     assert card["task"] == "test"
     assert card["training"]["epoch"] == 1
 
+    # resuming a run that had stopped early trains nothing more and says it stopped early
+    recorder = Recorder()
+    _, resumed = run(
+        tmp_path,
+        "early",
+        10,
+        resume_from=tmp_path / "early",
+        metric_fn=lambda prediction, target, valid: 0.5,
+        early_stopping_patience=2,
+        progress=recorder,
+    )
+    assert resumed.stopped_early
+    assert len(resumed.history) == 3
+    assert recorder.steps == 0
+
 
 def test_fine_tuning_starts_from_loaded_weights(tmp_path):
     pretrained, result = run(tmp_path, "pretrain", 4)

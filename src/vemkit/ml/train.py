@@ -341,9 +341,15 @@ def train(
             shutil.copytree(previous_best, best_dir, dirs_exist_ok=True)
         if resume_dir.resolve() != last_dir.resolve():
             shutil.copytree(resume_dir, last_dir, dirs_exist_ok=True)
-        logger.info("resuming training at epoch %d from %s", start_epoch, resume_dir)
-
     stopped_early = stopped_by_time = False
+    if resume_from is not None:
+        if early_stopping_patience is not None and bad_epochs >= early_stopping_patience:
+            # The run had stopped early (it was interrupted before reporting so).
+            stopped_early, start_epoch = True, epochs + 1
+        if start_epoch > epochs:
+            logger.info("%s finished its training already; nothing to train", resume_dir)
+        else:
+            logger.info("resuming training at epoch %d from %s", start_epoch, resume_dir)
     n_batches = _loader_length(train_loader)
     devices = [device.index or 0] if device.type == "cuda" else []
     run_start = time.perf_counter()
