@@ -232,3 +232,61 @@ def test_an_ensemble_predicts_the_mean_of_its_members_maps(tta):
     # the probabilities are averaged (not the logits): the mean of the members' maps
     np.testing.assert_allclose(maps, np.mean(members, axis=0), atol=1e-6)
     assert np.abs(members[0] - members[1]).max() > 1e-3
+
+
+class ShapeRecorder(nn.Module):
+    """Identity that records the window shapes it is given."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = set()
+
+    def forward(self, x):
+        self.shapes.add(tuple(x.shape[2:]))
+        return x.clone()
+
+
+def test_triaxis_takes_one_window_shape_per_plane_orientation():
+    volume = random_volume((6, 40, 24))
+    model = ShapeRecorder()
+    windows = {0: (40, 24), 1: (8, 24), 2: (8, 40)}
+    fused = predict_triaxis(model, volume, patch_shape=windows, overlap=0.0)
+    np.testing.assert_array_equal(fused[0], volume)
+    assert model.shapes == {(40, 24), (8, 24), (8, 40)}
+    with pytest.raises(ConfigError, match="axes \\[2\\]"):
+        predict_triaxis(model, volume, patch_shape={0: (8, 8), 1: (8, 8)})
+    with pytest.raises(ConfigError, match="2D windows"):
+        predict_triaxis(model, volume, patch_shape={0: (8, 8, 8), 1: (8, 8), 2: (8, 8)})
+
+
+def test_a_flat_block_is_predicted_with_flat_windows_across_it():
+    from vemkit.ml.normalize import Normalization
+    from vemkit.pipelines.predict import ModelSpec, predict_block
+
+    spec = ModelSpec(
+        name="shapes",
+        target_type="binary",
+        channels=("foreground",),
+        voxel_size=VoxelSize(10, 10, 10),
+        normalization=Normalization(mode="none"),
+        dims=2,
+        tile=512,
+        overlap=0.0,
+        divisor=(8, 8),
+    )
+    block = random_volume((16, 200, 120))
+    model = ShapeRecorder()
+    maps = predict_block(model, block, spec=spec, voxel_size=VoxelSize(10, 10, 10), triaxis=True)
+    assert maps.shape == (1, *block.shape)
+    # z planes 200 x 120; y planes 16 x 120 and x planes 16 x 200 — not padded to 200 x 200
+    assert model.shapes == {(200, 120), (16, 120), (16, 200)}
+    # but never narrower than the training patches: the 16 sections are mirrored up to 64
+    import dataclasses
+
+    model = ShapeRecorder()
+    trained = dataclasses.replace(spec, min_window=60)
+    again = predict_block(
+        model, block, spec=trained, voxel_size=VoxelSize(10, 10, 10), triaxis=True
+    )
+    assert model.shapes == {(200, 120), (64, 120), (64, 200)}
+    np.testing.assert_array_equal(again, maps)  # an identity does not care

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -415,7 +415,7 @@ def predict_triaxis(
     model: nn.Module,
     volume: ArrayLike,
     *,
-    patch_shape: Sequence[int],
+    patch_shape: Sequence[int] | Mapping[int, Sequence[int]],
     overlap: float = 0.25,
     batch_size: int = 4,
     device: str | torch.device = "cpu",
@@ -438,8 +438,10 @@ def predict_triaxis(
         A 2D network.
     volume : ndarray
         ``(Z, Y, X)`` or ``(C, Z, Y, X)`` raw intensities.
-    patch_shape : sequence of int
-        2D window size used for every plane orientation.
+    patch_shape : sequence of int, or mapping of int to sequence of int
+        2D window size used for every plane orientation, or one per orientation in
+        ``axes`` (``{0: (y, x), 1: (z, x), 2: (z, y)}``): planes of a flat block are
+        best covered by flat windows.
     voxel_size, model_voxel_size : VoxelSize or sequence of float, optional
         Voxel size of ``volume`` and the (isotropic) voxel size the model was trained
         at, in nm. When both are given the volume is resampled (linear) to the model
@@ -466,15 +468,21 @@ def predict_triaxis(
     isotropic voxels first (costs memory: a 5× finer z means 5× more voxels), or
     down-weight the y and x passes with ``axis_weights`` (e.g. ``(1, 0.25, 0.25)``).
     """
-    shape = _check_options(patch_shape, overlap, batch_size)
-    if len(shape) != 2:
-        raise ConfigError(f"tri-axis prediction needs a 2D patch_shape, got {patch_shape!r}")
     array, input_ndim = _as_czyx(volume)
     if input_ndim == 2:
         raise InvalidVolumeError("tri-axis prediction needs a 3D volume, got a 2D image")
     axes = tuple(int(a) % 3 for a in axes)
     if not axes:
         raise ConfigError("axes must name at least one of 0, 1, 2")
+    if isinstance(patch_shape, Mapping):
+        missing = [a for a in axes if a not in patch_shape]
+        if missing:
+            raise ConfigError(f"patch_shape has no window for the planes along axes {missing}")
+        shapes = {a: _check_options(patch_shape[a], overlap, batch_size) for a in axes}
+    else:
+        shapes = dict.fromkeys(axes, _check_options(patch_shape, overlap, batch_size))
+    if any(len(shape) != 2 for shape in shapes.values()):
+        raise ConfigError(f"tri-axis prediction needs 2D windows, got {patch_shape!r}")
     weights = [1.0] * len(axes) if axis_weights is None else [float(w) for w in axis_weights]
     if len(weights) != len(axes) or any(w < 0 for w in weights) or sum(weights) <= 0:
         raise ConfigError(
@@ -509,7 +517,7 @@ def predict_triaxis(
         prediction = predict_array(
             model,
             array,
-            patch_shape=shape,
+            patch_shape=shapes[axis],
             overlap=overlap,
             batch_size=batch_size,
             device=device,

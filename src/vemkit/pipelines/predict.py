@@ -134,6 +134,10 @@ class ModelSpec:
     context : int
         2.5D models: neighbouring sections on each side fed as extra input channels
         (see :func:`vemkit.ml.predict.context_stack`); 0 for plain 2D and 3D models.
+    min_window : int
+        The smallest training patch edge: tri-axis windows across a flat block are not
+        made narrower than this (the plane is mirrored up to it), so the network sees
+        at least the context it was trained with.
     """
 
     name: str
@@ -148,6 +152,7 @@ class ModelSpec:
     clip_nm: float | None = None
     divisor: tuple[int, ...] = (16, 16)
     context: int = 0
+    min_window: int = 0
 
     @classmethod
     def from_card(
@@ -185,6 +190,7 @@ class ModelSpec:
             batch_size=int(prediction.get("batch_size", 2)),
             clip_nm=float(clip) if clip is not None else None,
             divisor=config.shape_divisor(),
+            min_window=min(int(p) for p in card.get("patch_shape") or [0]),
             context=context_sections(config),
         )
 
@@ -285,7 +291,7 @@ def _windows_along(size: int, patch: int, overlap: float) -> int:
 
 
 def _tile_shape(
-    sizes: Sequence[int], *, tile: int, overlap: float, divisor: Sequence[int]
+    sizes: Sequence[int], *, tile: int, overlap: float, divisor: Sequence[int], floor: int = 0
 ) -> tuple[int, ...]:
     """Window shape that covers each axis with the fewest predicted voxels, at most ``tile``.
 
@@ -293,13 +299,15 @@ def _tile_shape(
     is what limits CPU throughput: a 512-voxel plane is best covered by one window of
     about ``512 / (1 - overlap)`` voxels, not by several 256-voxel windows. Windows are
     multiples of the network's ``divisor`` and at least half of ``tile`` (context), unless
-    the axis is shorter.
+    the axis is shorter, and never below ``floor`` (rounded up to the divisor, at most
+    ``tile``).
     """
     shape = []
     for size, d in zip(sizes, divisor, strict=True):
         cap = max(d, tile // d * d)
         whole = max(d, math.ceil(size / (1.0 - overlap) / d) * d)
         lowest = min(whole, max(d, cap // 2 // d * d))
+        lowest = max(lowest, min(cap, math.ceil(floor / d) * d))
         best: tuple[int, int] | None = None
         for patch in range(lowest, max(cap, lowest) + 1, d):
             cost = _windows_along(size, patch, overlap) * patch
@@ -380,14 +388,23 @@ def predict_block(
         in_plane = spec.voxel_size.y if spec.voxel_size is not None else None
         iso = None if in_plane is None else VoxelSize(in_plane, in_plane, in_plane)
         working = _working_shape(shape, voxel_size, iso)
-        tile = _tile_shape(
-            sorted(working)[-2:], tile=spec.tile, overlap=spec.overlap, divisor=spec.divisor
-        )
-        square = (max(tile),) * 2
+        # One window shape per plane orientation: the zx and zy planes of a flat block
+        # are flat too, and a square window would predict mostly mirrored padding.
+        planes = {0: working[1:], 1: (working[0], working[2]), 2: working[:2]}
+        windows = {
+            axis: _tile_shape(
+                sizes,
+                tile=spec.tile,
+                overlap=spec.overlap,
+                divisor=spec.divisor,
+                floor=spec.min_window,
+            )
+            for axis, sizes in planes.items()
+        }
         maps = predict_triaxis(
             model,
             volume,
-            patch_shape=square,
+            patch_shape=windows,
             voxel_size=voxel_size if iso is not None else None,
             model_voxel_size=iso,
             **options,
