@@ -23,13 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from vemkit.pipelines.crossval import (
-    _check_output,
-    _folding_of,
-    _plan_record,
-    fold_recipe,
-    plan_folds,
-)
+from vemkit.pipelines.crossval import _check_output, _plan_record, fold_plan
 from vemkit.pipelines.train import changed_fields, parse_train_config
 
 
@@ -43,18 +37,12 @@ def main() -> None:
     config = parse_train_config(yaml.safe_load(args.recipe.read_text(encoding="utf-8")))
     if config.ensemble != len(args.runs):
         parser.error(f"the recipe has ensemble: {config.ensemble}; give that many runs")
-    folding = _folding_of(config)
-    per_base = [
-        plan_folds(b.span, args.folds, validation_sections=b.validation_sections)
-        for b in folding.bases
-    ]
-    plan = list(zip(*per_base, strict=True))
+    # the plan and fold recipes `vemkit crossval` makes, so that it resumes these folds
+    folding, plan, recipes, texts = fold_plan(config, args.folds)
     _check_output(args.output, config, _plan_record(folding.bases, plan), overwrite=False)
-    for k, fold_set in enumerate(plan):
-        recipe = fold_recipe(config, fold_set, folding)
+    for k, (recipe, text) in enumerate(zip(recipes, texts, strict=True)):
         fold_dir = args.output / f"fold-{k}"
         fold_dir.mkdir(exist_ok=True)
-        text = yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
         (fold_dir / "recipe.yaml").write_text(text, encoding="utf-8")
         for i, run in enumerate(args.runs):
             source = run / f"fold-{k}"

@@ -71,6 +71,7 @@ __all__ = [
     "CrossValidation",
     "Fold",
     "compare_crossval",
+    "fold_plan",
     "load_crossval_report",
     "metric_label",
     "metrics_with_intervals",
@@ -421,6 +422,24 @@ def _same_recipe(stored: Any, config: TrainConfig, *, but_evaluation: bool = Fal
     return not changed_fields(
         parsed, config, ignore=(*ignore, "evaluation") if but_evaluation else ignore
     )
+
+
+def fold_plan(
+    config: TrainConfig, folds: int
+) -> tuple[_Folding, list[tuple[Fold, ...]], list[TrainConfig], list[str]]:
+    """Plan a cross-validation: the folding, the folds, each fold's recipe and its text.
+
+    Fold ``k`` holds one :class:`Fold` per folded volume; its recipe text is what
+    ``OUTPUT/fold-k/recipe.yaml`` holds.
+    """
+    folding = _folding_of(config)
+    per_base = [
+        plan_folds(b.span, folds, validation_sections=b.validation_sections) for b in folding.bases
+    ]
+    plan = list(zip(*per_base, strict=True))
+    recipes = [fold_recipe(config, fold_set, folding) for fold_set in plan]
+    texts = [yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False) for r in recipes]
+    return folding, plan, recipes, texts
 
 
 def _plan_record(bases: Sequence[_Base], plan: Sequence[tuple[Fold, ...]]) -> list[Any]:
@@ -829,12 +848,8 @@ def run_crossval(
         If the recipe cannot be folded or the output folder holds something else.
     """
     start = time.perf_counter()
-    folding = _folding_of(config)
+    folding, plan, recipes, texts = fold_plan(config, folds)
     bases = folding.bases
-    per_base = [plan_folds(b.span, folds, validation_sections=b.validation_sections) for b in bases]
-    plan = list(zip(*per_base, strict=True))
-    recipes = [fold_recipe(config, fold_set, folding) for fold_set in plan]
-    texts = [yaml.safe_dump(r.model_dump(mode="json"), sort_keys=False) for r in recipes]
     folder = Path(output)
     record = _plan_record(bases, plan)
     resume = _check_output(folder, config, record, overwrite=overwrite)
