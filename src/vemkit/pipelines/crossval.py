@@ -53,10 +53,10 @@ from vemkit.pipelines.train import (
     _predict_source,
     calibrates,
     card_evaluation,
-    changed_fields,
     choose_from_candidates,
     load_source,
     parse_train_config,
+    recipe_changes,
     run_training,
     score_candidates,
     score_outputs,
@@ -412,16 +412,13 @@ def _same_recipe(stored: Any, config: TrainConfig, *, but_evaluation: bool = Fal
     ``notes`` never do, nor ``evaluation`` with ``but_evaluation`` (it is applied after
     training).
     """
-    if not isinstance(stored, dict):
-        return False
+    ignore = ("device", "output", "description", "notes")
     try:
-        parsed = parse_train_config(stored)
+        return not recipe_changes(
+            stored, config, ignore=(*ignore, "evaluation") if but_evaluation else ignore
+        )
     except ConfigError:
         return False
-    ignore = ("device", "output", "description", "notes")
-    return not changed_fields(
-        parsed, config, ignore=(*ignore, "evaluation") if but_evaluation else ignore
-    )
 
 
 def fold_plan(

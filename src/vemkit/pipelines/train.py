@@ -1758,6 +1758,22 @@ def changed_fields(a: TrainConfig, b: TrainConfig, *, ignore: Sequence[str] = ()
     ]
 
 
+def recipe_changes(stored: Any, config: TrainConfig, *, ignore: Sequence[str] = ()) -> list[str]:
+    """Return the top-level fields in which a stored recipe differs from ``config``.
+
+    ``stored`` is the parsed YAML of a ``recipe.yaml``; both are compared as parsed
+    recipes, so fields added to vemkit since (with their defaults) do not count.
+
+    Raises
+    ------
+    ConfigError
+        ``stored`` is not a valid recipe.
+    """
+    if not isinstance(stored, Mapping):
+        raise ConfigError(f"expected a recipe mapping, got {type(stored).__name__}")
+    return changed_fields(parse_train_config(stored), config, ignore=ignore)
+
+
 def card_evaluation(card: Mapping[str, Any], evaluation: EvaluationSettings) -> EvaluationSettings:
     """Return a recipe's evaluation settings with the instance settings its model card chose."""
     chosen = {
@@ -2008,13 +2024,14 @@ def _can_resume(folder: Path, config: TrainConfig) -> bool:
             )
         return False
     try:
-        stored = parse_train_config(yaml.safe_load(path.read_text(encoding="utf-8")))
+        # Settings applied after training, or that do not change what is trained, may differ.
+        changed = recipe_changes(
+            yaml.safe_load(path.read_text(encoding="utf-8")), config, ignore=_RESUME_MAY_CHANGE
+        )
     except (yaml.YAMLError, ConfigError) as error:
         raise ConfigError(
             f"cannot resume: {str(path)!r} is not a readable recipe: {error}"
         ) from None
-    # Settings applied after training, or that do not change what is trained, may differ.
-    changed = changed_fields(stored, config, ignore=_RESUME_MAY_CHANGE)
     if changed:
         raise ConfigError(
             f"cannot resume in {str(folder)!r}: the recipe changed ({', '.join(changed)}) "
