@@ -326,6 +326,10 @@ def fold_recipe(config: TrainConfig, folds: Sequence[Fold], folding: _Folding) -
         )
     data["evaluation"]["ground_truth_instances"] = truths if truths[0] is not None else None
     index = folds[0].index
+    if data.get("pseudo_labels") is not None:
+        # Each fold's teacher, e.g. the fold's model of another cross-validation.
+        teacher = data["pseudo_labels"]["teacher"]
+        data["pseudo_labels"]["teacher"] = teacher.replace("{fold}", str(index))
     tested = "; ".join(
         (f"{b.name} " if len(bases) > 1 else "") + f"sections {f.test[0]}-{f.test[1] - 1}"
         for b, f in zip(bases, folds, strict=True)

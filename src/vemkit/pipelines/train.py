@@ -103,10 +103,12 @@ __all__ = [
     "CandidateScores",
     "DataSource",
     "EvaluationSettings",
+    "ImageSource",
     "LoadedSource",
     "NetworkSettings",
     "OptimizerSettings",
     "PredictionSettings",
+    "PseudoLabelSettings",
     "SparseAnnotation",
     "TargetSettings",
     "TrainConfig",
@@ -117,6 +119,7 @@ __all__ = [
     "choose_from_candidates",
     "choose_instance_settings",
     "convert_labels",
+    "load_pseudo_labelled",
     "load_train_config",
     "recalibrate_model",
     "run_training",
@@ -138,6 +141,20 @@ LabelsAs = Literal["labels", "mask", "instance_boundaries"]
 
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_z_range(value: tuple[int, int] | None) -> tuple[int, int] | None:
+    if value is not None and not 0 <= value[0] < value[1]:
+        raise ValueError(f"z_range must be [start, stop) with 0 <= start < stop, got {value}")
+    return value
+
+
+def _check_voxel_size(
+    value: tuple[float, float, float] | None,
+) -> tuple[float, float, float] | None:
+    if value is not None and not all(math.isfinite(v) and v > 0 for v in value):
+        raise ValueError(f"voxel_size must be three positive numbers in nm, got {value}")
+    return value
 
 
 class DataSource(_Settings):
@@ -186,21 +203,8 @@ class DataSource(_Settings):
         "size (default; isotropic data), 2 = within each z section (per-section labels).",
     )
 
-    @field_validator("z_range")
-    @classmethod
-    def _check_z_range(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
-        if value is not None and not 0 <= value[0] < value[1]:
-            raise ValueError(f"z_range must be [start, stop) with 0 <= start < stop, got {value}")
-        return value
-
-    @field_validator("voxel_size")
-    @classmethod
-    def _check_voxel_size(
-        cls, value: tuple[float, float, float] | None
-    ) -> tuple[float, float, float] | None:
-        if value is not None and not all(math.isfinite(v) and v > 0 for v in value):
-            raise ValueError(f"voxel_size must be three positive numbers in nm, got {value}")
-        return value
+    _check_z_range = field_validator("z_range")(_check_z_range)
+    _check_voxel_size = field_validator("voxel_size")(_check_voxel_size)
 
     @model_validator(mode="after")
     def _check_label_conversion(self) -> DataSource:
@@ -257,6 +261,44 @@ class SparseAnnotation(_Settings):
     fraction_painted: float = Field(default=1.0, gt=0.0, le=1.0)
     stroke_px: float = Field(default=8.0, gt=0.0)
     seed: int = 0
+
+
+class ImageSource(_Settings):
+    """An unlabelled image: a shared dataset's image by name, or an image file."""
+
+    dataset: str | None = None
+    image: str
+    z_range: tuple[int, int] | None = Field(
+        default=None, description="Sections [start, stop) along z (half-open)."
+    )
+    voxel_size: tuple[float, float, float] | None = Field(
+        default=None, description="Voxel size in nm (z, y, x); overrides the file."
+    )
+
+    _check_z_range = field_validator("z_range")(_check_z_range)
+    _check_voxel_size = field_validator("voxel_size")(_check_voxel_size)
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description for the model card."""
+        return self.model_dump(exclude_none=True, exclude_defaults=True)
+
+
+class PseudoLabelSettings(_Settings):
+    """Self-training: a teacher model labels unlabelled images for the training.
+
+    The teacher (a shipped model or a model folder, e.g. an ensemble) predicts each of
+    ``sources``; voxels whose foreground probability is at least ``confidence`` become
+    foreground, at most ``1 - confidence`` background, and the rest is ignored by the
+    loss. ``share`` of each epoch's training patches come from these images. In
+    ``vemkit crossval``, ``{fold}`` in ``teacher`` is replaced by the fold's number, so
+    that each fold's teacher is a model that never saw that fold's test sections (e.g.
+    ``runs/mito-em-crossval/fold-{fold}/model``).
+    """
+
+    teacher: str = Field(description="Shipped model name or model folder.")
+    sources: list[ImageSource] = Field(min_length=1)
+    confidence: float = Field(default=0.8, gt=0.5, lt=1.0)
+    share: float = Field(default=0.5, gt=0.0, lt=1.0)
 
 
 class TargetSettings(_Settings):
@@ -474,6 +516,11 @@ class TrainConfig(_Settings):
     )
     normalization: NormalizationSettings = NormalizationSettings()
     sparse: SparseAnnotation | None = None
+    pseudo_labels: PseudoLabelSettings | None = Field(
+        default=None,
+        description="Also train on unlabelled images labelled by a teacher model "
+        "(self-training; binary and foreground_boundary targets).",
+    )
     target: TargetSettings
     network: NetworkSettings = NetworkSettings()
     patch_shape: tuple[int, ...] = (128, 128)
@@ -562,6 +609,12 @@ class TrainConfig(_Settings):
             raise ValueError("norm: batch needs batch_size >= 2 (8 or more is better)")
         if self.freeze_encoder and self.init_from is None:
             raise ValueError("freeze_encoder needs init_from (a model to take the encoder from)")
+        pseudo = self.pseudo_labels
+        if pseudo is not None and self.target.type not in ("binary", "foreground_boundary"):
+            raise ValueError(
+                "pseudo_labels works with binary and foreground_boundary targets (the "
+                f"teacher's foreground is thresholded), not {self.target.type}"
+            )
         gt = self.evaluation.ground_truth_instances
         if gt is not None and len(gt) != len(self.test):
             raise ValueError(
@@ -924,23 +977,181 @@ def load_source(
     native_size = image_layer.voxel_size
     size = native_size
     if voxel_size_nm is not None and not native:
-        target_nm = tuple(float(v) for v in voxel_size_nm)
-        if planar:
-            target_nm = (native_size.z, *target_nm[1:])
-        size = VoxelSize.coerce(target_nm)
-        shape = tuple(
-            max(1, round(n * s / t))
-            for n, s, t in zip(image.shape, native_size.as_tuple(), size.as_tuple(), strict=True)
+        image, labels, size = _resample_pair(
+            image, labels, native_size, voxel_size_nm, planar=planar, margin=margin, where=where
         )
-        if shape != image.shape:
-            if sum(margin) and shape[0] != image.shape[0]:
-                raise ConfigError("2.5D context sections need planar (2D) resampling")
-            log.info("resampling %s from %s to %s", where, image.shape, shape)
-            image = resample_to_shape(image, shape, order=1)
-            label_shape = (labels.shape[0], *shape[1:])
-            labels = resample_to_shape(labels, label_shape, order=0).astype(labels.dtype)
     files = {"image": source.image, "labels": source.labels}
     return LoadedSource(source, image, labels, size, native_size, license_text, files, margin)
+
+
+def _resample_pair(
+    image: NDArray[Any],
+    labels: NDArray[Any],
+    native_size: VoxelSize,
+    voxel_size_nm: Sequence[float],
+    *,
+    planar: bool,
+    margin: tuple[int, int] = (0, 0),
+    where: str,
+) -> tuple[NDArray[Any], NDArray[Any], VoxelSize]:
+    """Resample an image (linearly) and its labels (nearest voxel) to ``voxel_size_nm``."""
+    target_nm = tuple(float(v) for v in voxel_size_nm)
+    if planar:
+        target_nm = (native_size.z, *target_nm[1:])
+    size = VoxelSize.coerce(target_nm)
+    shape = tuple(
+        max(1, round(n * s / t))
+        for n, s, t in zip(image.shape, native_size.as_tuple(), size.as_tuple(), strict=True)
+    )
+    if shape != image.shape:
+        if sum(margin) and shape[0] != image.shape[0]:
+            raise ConfigError("2.5D context sections need planar (2D) resampling")
+        log.info("resampling %s from %s to %s", where, image.shape, shape)
+        image = resample_to_shape(image, shape, order=1)
+        label_shape = (labels.shape[0], *shape[1:])
+        labels = resample_to_shape(labels, label_shape, order=0).astype(labels.dtype)
+    return image, labels, size
+
+
+PSEUDO_IGNORE = 255
+"""Label value of the voxels a teacher is not confident about (ignored by the loss)."""
+
+
+def _teacher_overlap(card: Mapping[str, Any], tested: Sequence[DataSource]) -> str | None:
+    """Describe a test source whose sections the teacher trained or validated on, if any."""
+    for entry in [*card.get("training_data", []), *card.get("validation_data", [])]:
+        seen = (entry.get("dataset"), entry.get("image"))
+        seen_range = entry.get("z_range")
+        for source in tested:
+            if (source.dataset, source.image) != seen:
+                continue
+            if seen_range is None or source.z_range is None:
+                return f"{source.image} (teacher: all sections)"
+            if seen_range[0] < source.z_range[1] and source.z_range[0] < seen_range[1]:
+                return (
+                    f"{source.image} sections {source.z_range[0]}-{source.z_range[1] - 1} "
+                    f"(teacher: {seen_range[0]}-{seen_range[1] - 1})"
+                )
+    return None
+
+
+def load_pseudo_labelled(
+    config: TrainConfig,
+    *,
+    voxel_size_nm: Sequence[float] | None = None,
+    planar: bool = False,
+) -> tuple[list[LoadedSource], dict[str, Any]]:
+    """Label the recipe's ``pseudo_labels`` images with the teacher's predictions.
+
+    Each image is predicted by the teacher at its own voxel size (the ``vemkit predict``
+    code path); voxels with foreground probability ``>= confidence`` become 1, those
+    ``<= 1 - confidence`` 0, the rest :data:`PSEUDO_IGNORE`. Image and labels are then
+    resampled like the labelled sources.
+
+    Returns
+    -------
+    sources : list of LoadedSource
+        One per image, ``ignore_value`` :data:`PSEUDO_IGNORE`.
+    record : dict
+        For the model card: the teacher, its training data licences and per image the
+        fractions of confident foreground, background and ignored voxels.
+
+    Raises
+    ------
+    ConfigError
+        If the teacher has no foreground channel, or trained or validated on sections
+        that the recipe tests (its labels would leak into the held-out scores).
+    """
+    settings = config.pseudo_labels
+    if settings is None:
+        return [], {}
+    if "{fold}" in settings.teacher:
+        raise ConfigError(
+            f"pseudo_labels.teacher {settings.teacher!r} names {{fold}}, which only "
+            "vemkit crossval fills in; name one model for a training"
+        )
+    network, spec, card = load_predictor(settings.teacher, device=config.device)
+    if "foreground" not in spec.channels:
+        raise ConfigError(
+            f"teacher {settings.teacher!r} has no foreground channel (channels "
+            f"{list(spec.channels)}); pseudo-labels need a binary or foreground_boundary model"
+        )
+    leak = _teacher_overlap(card, config.test)
+    if leak is not None:
+        raise ConfigError(
+            f"teacher {settings.teacher!r} was trained or validated on {leak}, which this "
+            "recipe tests: its pseudo-labels would leak the held-out labels"
+        )
+    channel = spec.channels.index("foreground")
+    confidence = settings.confidence
+    loaded: list[LoadedSource] = []
+    images: list[dict[str, Any]] = []
+    for source in settings.sources:
+        voxel = VoxelSize.coerce(source.voxel_size) if source.voxel_size else None
+        if source.dataset is not None:
+            layer = load_layer(source.dataset, source.image)
+            if voxel is not None:
+                layer = layer.with_data(layer.data, voxel_size=voxel)
+            license_text = dataset_info(source.dataset).license
+        else:
+            layer = open_layer(source.image, voxel_size=voxel)
+            license_text = "user data (license not recorded)"
+        where = f"{source.dataset + ':' if source.dataset else ''}{source.image}"
+        if layer.metadata.get("voxel_size_from") == "unknown":
+            raise ConfigError(
+                f"{where} does not record its voxel size; add voxel_size: [z, y, x] (nm) to "
+                "the pseudo_labels source"
+            )
+        image = _read(layer, source.z_range, where)
+        native_size = layer.voxel_size
+        log.info("pseudo-labelling %s %s with %s", where, image.shape, settings.teacher)
+        foreground = predict_block(
+            network, image, spec=spec, voxel_size=native_size, device=config.device
+        )[channel]
+        labels = np.full(foreground.shape, PSEUDO_IGNORE, dtype=np.uint8)
+        labels[foreground >= confidence] = 1
+        labels[foreground <= 1.0 - confidence] = 0
+        del foreground
+        fractions = {
+            "foreground": round(float(np.mean(labels == 1)), 4),
+            "background": round(float(np.mean(labels == 0)), 4),
+            "ignored": round(float(np.mean(labels == PSEUDO_IGNORE)), 4),
+        }
+        size = native_size
+        if voxel_size_nm is not None:
+            image, labels, size = _resample_pair(
+                image, labels, native_size, voxel_size_nm, planar=planar, where=where
+            )
+        as_source = DataSource(
+            dataset=source.dataset,
+            image=source.image,
+            labels=f"pseudo-labels from {settings.teacher}",
+            z_range=source.z_range,
+            voxel_size=source.voxel_size,
+            ignore_value=PSEUDO_IGNORE,
+        )
+        files = {"image": source.image, "labels": as_source.labels}
+        loaded.append(
+            LoadedSource(as_source, image, labels, size, native_size, license_text, files)
+        )
+        images.append(
+            {
+                **source.describe(),
+                "native_voxel_size_nm": list(native_size.as_tuple()),
+                "license": license_text,
+                "voxel_fractions": fractions,
+            }
+        )
+    teacher_licences = card.get("license", {}).get("training_data", [])
+    record = {
+        "teacher": settings.teacher,
+        "teacher_name": card.get("name"),
+        "teacher_training_licences": list(teacher_licences),
+        "confidence": confidence,
+        "share": settings.share,
+        "images": images,
+    }
+    return loaded, record
 
 
 # --- targets, losses, metrics ----------------------------------------------------------------
@@ -1044,13 +1255,59 @@ def _patch_datasets(
     normalization: Normalization,
     training: bool,
     context: int = 0,
+    pseudo: Sequence[LoadedSource] = (),
+    pseudo_share: float = 0.0,
+) -> _MixedPatches:
+    """Patches of the sources, ``pseudo_share`` of them from the pseudo-labelled ``pseudo``."""
+    if pseudo:
+        labelled_total = max(1, round(total * (1.0 - pseudo_share)))
+        labelled = _patch_datasets_of(
+            config,
+            sources,
+            total=labelled_total,
+            normalization=normalization,
+            training=training,
+            context=context,
+        )
+        # Seeds of the pseudo-labelled parts: index offset 200 (labelled: 0..., validation 500...).
+        extra = _patch_datasets_of(
+            config,
+            pseudo,
+            total=max(1, total - labelled_total),
+            normalization=normalization,
+            training=training,
+            context=context,
+            seed_offset=200,
+            sparse=False,
+        )
+        return _MixedPatches([*labelled.parts, *extra.parts])
+    return _patch_datasets_of(
+        config,
+        sources,
+        total=total,
+        normalization=normalization,
+        training=training,
+        context=context,
+    )
+
+
+def _patch_datasets_of(
+    config: TrainConfig,
+    sources: Sequence[LoadedSource],
+    *,
+    total: int,
+    normalization: Normalization,
+    training: bool,
+    context: int = 0,
+    seed_offset: int = 0,
+    sparse: bool = True,
 ) -> _MixedPatches:
     dims = config.network.dims
     parts = []
     valids = []
     for index, loaded in enumerate(sources):
         valid = None
-        if training and config.sparse is not None:
+        if training and sparse and config.sparse is not None:
             sparse = config.sparse
             valid = sparse_plane_mask(
                 loaded.labels.shape,
@@ -1103,7 +1360,7 @@ def _patch_datasets(
             PatchDataset(
                 sampler,
                 samples_per_epoch=count,
-                seed=config.seed * 1000 + index + (0 if training else 500),
+                seed=config.seed * 1000 + seed_offset + index + (0 if training else 500),
                 normalization=normalization,
                 augment=augment,
                 target_fn=_target_fn(config.target, patch_spacing),
@@ -2095,6 +2352,7 @@ def _train_network(
     member: int,
     progress: Progress | None,
     resume: bool = False,
+    pseudo_sources: Sequence[LoadedSource] = (),
 ) -> tuple[torch.nn.Module, dict[str, Any], TrainResult | None, dict[str, Any]]:
     """Train one network of the recipe (seeded by ``config.seed``) and load its best weights.
 
@@ -2131,6 +2389,8 @@ def _train_network(
         normalization=normalization,
         training=True,
         context=context,
+        pseudo=pseudo_sources,
+        pseudo_share=config.pseudo_labels.share if config.pseudo_labels is not None else 0.0,
     )
     generator = torch.Generator().manual_seed(config.seed)
     train_loader = torch.utils.data.DataLoader(
@@ -2312,6 +2572,9 @@ def run_training(
                 f"training sources have different voxel sizes ({working_size} and "
                 f"{loaded.voxel_size}); set voxel_size_nm in the recipe to resample them all"
             )
+    pseudo_sources, pseudo_record = load_pseudo_labelled(
+        config, voxel_size_nm=working_size.as_tuple(), planar=planar
+    )
     resume = resume and _can_resume(folder, config)
     if not resume:
         _prepare_output(folder, overwrite=overwrite)
@@ -2379,6 +2642,7 @@ def run_training(
             member=index,
             progress=progress,
             resume=resume,
+            pseudo_sources=pseudo_sources,
         )
         init_info = init_info or info
         members.append(network)
@@ -2407,17 +2671,21 @@ def run_training(
             for s in sources
         ]
 
-    licenses = sorted({s.license for s in train_sources + val_sources})
+    licenses = sorted(
+        {s.license for s in train_sources + val_sources + pseudo_sources}
+        | set(pseudo_record.get("teacher_training_licences", []))
+    )
     card.update(
         {
             "training_data": data_entries(train_sources),
+            **({"pseudo_labels": pseudo_record} if pseudo_record else {}),
             "validation_data": data_entries(val_sources),
             "test_data": data_entries(test_sources),
             "license": {
                 "training_data": licenses,
                 "by_source": {
                     s.source.dataset or s.source.image: s.license
-                    for s in train_sources + val_sources
+                    for s in train_sources + val_sources + pseudo_sources
                 },
                 "note": "the weights derive from the training data; its license terms apply "
                 "to their use",
