@@ -11,7 +11,9 @@ import torch
 import yaml
 from safetensors.torch import load_file
 from scipy import ndimage
+from typer.testing import CliRunner
 
+from vemkit.cli.models import models_app
 from vemkit.errors import ConfigError
 from vemkit.geometry import VoxelSize
 from vemkit.ml.checkpoint import load_model
@@ -664,3 +666,174 @@ def test_resuming_elsewhere_starts_afresh_or_refuses(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="not a vemkit training output"):
         run_training(other, resume=True)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+# --- self-training: pseudo-labels from a teacher ---------------------------------------------
+@pytest.fixture(scope="module")
+def teacher(tiny_data, tmp_path_factory):
+    """A model sure enough of itself to teach (the 2-epoch ``trained`` one is not)."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("teacher") / "teacher"
+    config = parse_train_config(recipe(tiny_data, epochs=15, samples_per_epoch=32, output=str(out)))
+    return run_training(config)
+
+
+@pytest.fixture(scope="module")
+def unlabelled(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("unlabelled")
+    image, _ = blob_volume(seed=3)
+    tifffile.imwrite(folder / "raw.tif", image)
+    return folder / "raw.tif"
+
+
+def pseudo_settings(image, teacher, **changes):
+    return {
+        "teacher": str(teacher),
+        "sources": [{"image": str(image), "voxel_size": [50, 10, 10]}],
+        **changes,
+    }
+
+
+def test_pseudo_labels_are_the_teachers_confident_voxels(teacher, tiny_data, unlabelled):
+    from vemkit.pipelines.predict import load_predictor, predict_block
+    from vemkit.pipelines.train import PSEUDO_IGNORE, load_pseudo_labelled
+
+    network, spec, _ = load_predictor(teacher.model)
+    image = tifffile.imread(unlabelled)
+    foreground = predict_block(network, image, spec=spec, voxel_size=VoxelSize(50, 10, 10))[0]
+    confidence = 0.8
+    config = parse_train_config(
+        recipe(
+            tiny_data,
+            pseudo_labels=pseudo_settings(unlabelled, teacher.model, confidence=confidence),
+        )
+    )
+    sources, record = load_pseudo_labelled(config)
+    (loaded,) = sources
+    labels = loaded.labels
+    assert np.array_equal(labels == 1, foreground >= confidence)
+    assert np.array_equal(labels == 0, foreground <= 1 - confidence)
+    ignored = labels == PSEUDO_IGNORE
+    assert np.array_equal(ignored, (foreground > 1 - confidence) & (foreground < confidence))
+    assert ignored.any()
+    assert not ignored.all()
+    assert loaded.source.ignore_value == PSEUDO_IGNORE
+    assert np.array_equal(loaded.image, image)
+    fractions = record["images"][0]["voxel_fractions"]
+    assert fractions["ignored"] == pytest.approx(ignored.mean(), abs=1e-4)
+    assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-3)
+    assert record["teacher_name"] == "tiny-blobs"
+    assert labels.max() == PSEUDO_IGNORE
+    assert record["confidence"] == confidence
+
+
+def test_pseudo_labelled_patches_get_their_share_and_ignore_unsure_voxels(
+    teacher, tiny_data, unlabelled
+):
+    from vemkit.ml.normalize import Normalization
+    from vemkit.pipelines.train import (
+        PSEUDO_IGNORE,
+        _patch_datasets,
+        load_pseudo_labelled,
+        load_source,
+    )
+
+    config = parse_train_config(
+        recipe(tiny_data, pseudo_labels=pseudo_settings(unlabelled, teacher.model, share=0.25))
+    )
+    pseudo, _ = load_pseudo_labelled(config)
+    mixed = _patch_datasets(
+        config,
+        [load_source(config.train[0])],
+        total=40,
+        normalization=Normalization(low=0.0, high=255.0),
+        training=True,
+        pseudo=pseudo,
+        pseudo_share=0.25,
+    )
+    assert [len(part) for part in mixed.parts] == [30, 10]
+    sampler = mixed.parts[1].sampler
+    assert np.array_equal(sampler.valid, pseudo[0].labels != PSEUDO_IGNORE)
+    assert mixed.parts[1].augment is not None  # augmented like the labelled patches
+
+
+def test_training_with_pseudo_labels_records_the_teacher(teacher, tiny_data, unlabelled, tmp_path):
+    config = parse_train_config(
+        recipe(
+            tiny_data,
+            epochs=1,
+            output=str(tmp_path / "student"),
+            pseudo_labels=pseudo_settings(unlabelled, teacher.model),
+        )
+    )
+    outcome = run_training(config)
+    card = outcome.card
+    assert card["pseudo_labels"]["teacher"] == str(teacher.model)
+    assert card["pseudo_labels"]["share"] == 0.5
+    assert card["pseudo_labels"]["images"][0]["image"] == str(unlabelled)
+    assert "user data (license not recorded)" in card["license"]["training_data"]
+    assert "pseudo_labels" in yaml.safe_load((outcome.output / "recipe.yaml").read_text())
+    shown = CliRunner().invoke(models_app, ["show", str(outcome.model)])
+    assert shown.exit_code == 0, shown.output
+    assert "pseudo-labelled by tiny-blobs (confidence 0.8, 50% of the patches)" in shown.output
+
+
+def test_a_teacher_that_saw_the_tested_sections_is_refused(teacher, tiny_data, unlabelled):
+    from vemkit.pipelines.train import load_pseudo_labelled
+
+    source = {"image": str(tiny_data / "raw.tif"), "labels": str(tiny_data / "labels.tif")}
+    source["voxel_size"] = [50, 10, 10]
+    config = parse_train_config(
+        recipe(
+            tiny_data,
+            train=[{**source, "z_range": [4, 5]}],
+            validation=[{**source, "z_range": [5, 6]}],
+            test=[{**source, "z_range": [2, 4]}],  # the teacher trained on sections 0-3
+            pseudo_labels=pseudo_settings(unlabelled, teacher.model),
+        )
+    )
+    with pytest.raises(ConfigError, match=r"sections 2-3 .*teacher: 0-3.*leak"):
+        load_pseudo_labelled(config)
+
+
+def test_pseudo_label_settings_are_checked(teacher, tiny_data, unlabelled):
+    from vemkit.pipelines.crossval import fold_plan
+    from vemkit.pipelines.train import load_pseudo_labelled
+
+    for bad in ({"confidence": 0.5}, {"confidence": 1.0}, {"share": 1.0}, {"sources": []}):
+        with pytest.raises(ConfigError, match="pseudo_labels"):
+            parse_train_config(
+                recipe(tiny_data, pseudo_labels=pseudo_settings(unlabelled, "m", **bad))
+            )
+    with pytest.raises(ConfigError, match="binary and foreground_boundary"):
+        parse_train_config(
+            recipe(
+                tiny_data,
+                target={"type": "signed_distance", "clip_nm": 50},
+                pseudo_labels=pseudo_settings(unlabelled, "m"),
+            )
+        )
+    per_fold = pseudo_settings(unlabelled, "runs/cv/fold-{fold}/model")
+    config = parse_train_config(recipe(tiny_data, pseudo_labels=per_fold))
+    with pytest.raises(ConfigError, match="crossval"):
+        load_pseudo_labelled(config)
+    *_, recipes, _ = fold_plan(config, 2)
+    assert [r.pseudo_labels.teacher for r in recipes] == [
+        "runs/cv/fold-0/model",
+        "runs/cv/fold-1/model",
+    ]
+    no_foreground = parse_train_config(
+        recipe(tiny_data, pseudo_labels=pseudo_settings(unlabelled, "multiclass-em"))
+    )
+    with pytest.raises(ConfigError, match="no foreground channel"):
+        load_pseudo_labelled(no_foreground)
+
+
+def test_a_teacher_sure_of_nothing_is_refused(trained, tiny_data, unlabelled):
+    from vemkit.pipelines.train import load_pseudo_labelled
+
+    config = parse_train_config(
+        recipe(tiny_data, pseudo_labels=pseudo_settings(unlabelled, trained.model))
+    )
+    with pytest.raises(ConfigError, match=r"sure \(confidence 0\.8\) of no .*lower"):
+        load_pseudo_labelled(config)

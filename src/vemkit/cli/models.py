@@ -83,6 +83,14 @@ def models_show_command(
     ]
     for entry in card.get("training_data") or []:
         lines.append(f"  trained on: {json.dumps(entry)}")
+    pseudo = card.get("pseudo_labels") or {}
+    for entry in pseudo.get("images", []):
+        where = {k: v for k, v in entry.items() if k in ("dataset", "image", "z_range")}
+        lines.append(
+            f"  pseudo-labelled by {pseudo.get('teacher_name') or pseudo.get('teacher')} "
+            f"(confidence {pseudo.get('confidence')}, {pseudo.get('share', 0):.0%} of the "
+            f"patches): {json.dumps(where)}"
+        )
     for entry in card.get("test_data") or []:
         lines.append(f"  held out: {json.dumps(entry)}")
     instances = card.get("instances") or {}

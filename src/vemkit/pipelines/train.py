@@ -1112,6 +1112,13 @@ def load_pseudo_labelled(
         labels[foreground >= confidence] = 1
         labels[foreground <= 1.0 - confidence] = 0
         del foreground
+        if not np.any(labels == 1) or not np.any(labels == 0):
+            missing = "foreground" if not np.any(labels == 1) else "background"
+            raise ConfigError(
+                f"teacher {settings.teacher!r} is sure (confidence {confidence}) of no "
+                f"{missing} voxel of {where}; lower pseudo_labels.confidence or use a better "
+                "teacher"
+            )
         fractions = {
             "foreground": round(float(np.mean(labels == 1)), 4),
             "background": round(float(np.mean(labels == 0)), 4),
