@@ -255,6 +255,35 @@ def test_every_section_is_predicted_by_a_model_that_never_saw_it(crossval):
     assert (result.output / report["figure"]).read_bytes()[:4] == b"\x89PNG"
 
 
+def test_each_fold_learns_from_the_teacher_of_its_own_fold(crossval, tubes, tmp_path):
+    _, teachers = crossval
+    image, _ = tube_volume(seed=7)
+    tifffile.imwrite(tmp_path / "unlabelled.tif", image)
+    source = {"image": str(tmp_path / "unlabelled.tif"), "voxel_size": [50, 10, 10]}
+    per_fold = {
+        "teacher": str(teachers.output / "fold-{fold}" / "model"),
+        "sources": [source],
+        "confidence": 0.6,  # tiny teachers
+    }
+    config = parse_train_config(tube_recipe(tubes, epochs=1, pseudo_labels=per_fold))
+    result = run_crossval(config, folds=3, output=tmp_path / "students")
+    for fold in result.report["per_fold"]:
+        index = fold["fold"]
+        card = json.loads((result.output / f"fold-{index}" / "model" / "model.json").read_text())[
+            "card"
+        ]
+        assert card["pseudo_labels"]["teacher"] == str(teachers.output / f"fold-{index}" / "model")
+    # One teacher for every fold has seen the test blocks of the others: refused.
+    one = {**per_fold, "teacher": str(teachers.output / "fold-0" / "model")}
+    with pytest.raises(ConfigError, match="leak"):
+        run_crossval(
+            parse_train_config(tube_recipe(tubes, epochs=1, pseudo_labels=one)),
+            folds=3,
+            output=tmp_path / "leaky",
+        )
+    assert not (tmp_path / "leaky").exists()  # refused before any fold trained
+
+
 def test_pooled_scores_are_the_folds_together(crossval):
     _, result = crossval
     pooled, folds = result.report["pooled"], result.report["per_fold"]
@@ -689,6 +718,16 @@ def test_leaving_out_needs_two_trained_datasets(tubes, tmp_path):
 
     with pytest.raises(ConfigError, match="trains on one dataset only"):
         run_leave_one_dataset_out(parse_train_config(tube_recipe(tubes)), output=tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_leaving_out_refuses_pseudo_labels(several_volumes, tmp_path):
+    from vemkit.pipelines.leave_out import run_leave_one_dataset_out
+
+    pseudo = {"teacher": "mito-em", "sources": [{"image": several_volumes["train"][0]["image"]}]}
+    config = parse_train_config({**several_volumes, "pseudo_labels": pseudo})
+    with pytest.raises(ConfigError, match="bring the left-out dataset back"):
+        run_leave_one_dataset_out(config, output=tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 

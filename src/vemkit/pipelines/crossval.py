@@ -53,6 +53,7 @@ from vemkit.pipelines.train import (
     _predict_source,
     calibrates,
     card_evaluation,
+    check_teacher,
     choose_from_candidates,
     load_source,
     parse_train_config,
@@ -850,6 +851,8 @@ def run_crossval(
     """
     start = time.perf_counter()
     folding, plan, recipes, texts = fold_plan(config, folds)
+    for recipe in recipes:  # every fold's teacher, before any training
+        check_teacher(recipe)
     bases = folding.bases
     folder = Path(output)
     record = _plan_record(bases, plan)

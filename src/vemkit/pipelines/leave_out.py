@@ -114,6 +114,14 @@ def _without(config: TrainConfig, dataset: str) -> TrainConfig:
 
 def _plan(config: TrainConfig) -> tuple[list[str], list[str]]:
     """Datasets to leave out in turn, and those the recipe only tests on (skipped)."""
+    if config.pseudo_labels is not None:
+        # The teacher learnt from the datasets (and its images may be of them): a left-out
+        # dataset would come back through its pseudo-labels.
+        raise ConfigError(
+            "leaving datasets out of a recipe with pseudo_labels is not supported: the "
+            "teacher and its images would bring the left-out dataset back; drop "
+            "pseudo_labels for this measurement"
+        )
     trained = {dataset_of(s) for s in config.train}
     tested: list[str] = []
     for source in config.test:

@@ -116,6 +116,7 @@ __all__ = [
     "build_model",
     "calibrates",
     "changed_fields",
+    "check_teacher",
     "choose_from_candidates",
     "choose_instance_settings",
     "convert_labels",
@@ -1035,6 +1036,41 @@ def _teacher_overlap(card: Mapping[str, Any], tested: Sequence[DataSource]) -> s
     return None
 
 
+def check_teacher(config: TrainConfig) -> None:
+    """Check that the recipe's ``pseudo_labels`` teacher may teach it (reads its card only).
+
+    Raises
+    ------
+    ConfigError
+        If the teacher still names ``{fold}``, has no foreground channel, or trained or
+        validated on sections that the recipe tests (its labels would leak into the
+        held-out scores).
+    ModelNotFoundError
+        If there is no such model.
+    """
+    settings = config.pseudo_labels
+    if settings is None:
+        return
+    if "{fold}" in settings.teacher:
+        raise ConfigError(
+            f"pseudo_labels.teacher {settings.teacher!r} names {{fold}}, which only "
+            "vemkit crossval fills in; name one model for a training"
+        )
+    _, card = read_model_info(resolve_model(settings.teacher))
+    channels = card.get("channels") or []
+    if "foreground" not in channels:
+        raise ConfigError(
+            f"teacher {settings.teacher!r} has no foreground channel (channels "
+            f"{list(channels)}); pseudo-labels need a binary or foreground_boundary model"
+        )
+    leak = _teacher_overlap(card, config.test)
+    if leak is not None:
+        raise ConfigError(
+            f"teacher {settings.teacher!r} was trained or validated on {leak}, which this "
+            "recipe tests: its pseudo-labels would leak the held-out labels"
+        )
+
+
 def load_pseudo_labelled(
     config: TrainConfig,
     *,
@@ -1065,23 +1101,8 @@ def load_pseudo_labelled(
     settings = config.pseudo_labels
     if settings is None:
         return [], {}
-    if "{fold}" in settings.teacher:
-        raise ConfigError(
-            f"pseudo_labels.teacher {settings.teacher!r} names {{fold}}, which only "
-            "vemkit crossval fills in; name one model for a training"
-        )
+    check_teacher(config)
     network, spec, card = load_predictor(settings.teacher, device=config.device)
-    if "foreground" not in spec.channels:
-        raise ConfigError(
-            f"teacher {settings.teacher!r} has no foreground channel (channels "
-            f"{list(spec.channels)}); pseudo-labels need a binary or foreground_boundary model"
-        )
-    leak = _teacher_overlap(card, config.test)
-    if leak is not None:
-        raise ConfigError(
-            f"teacher {settings.teacher!r} was trained or validated on {leak}, which this "
-            "recipe tests: its pseudo-labels would leak the held-out labels"
-        )
     channel = spec.channels.index("foreground")
     confidence = settings.confidence
     loaded: list[LoadedSource] = []
