@@ -771,6 +771,9 @@ def test_training_with_pseudo_labels_records_the_teacher(teacher, tiny_data, unl
     assert card["pseudo_labels"]["teacher"] == str(teacher.model)
     assert card["pseudo_labels"]["share"] == 0.5
     assert card["pseudo_labels"]["images"][0]["image"] == str(unlabelled)
+    preview = outcome.output / card["pseudo_labels"]["images"][0]["preview"]
+    assert preview.name == "pseudo-labels-0.png"
+    assert preview.read_bytes()[:4] == b"\x89PNG"
     assert "user data (license not recorded)" in card["license"]["training_data"]
     assert "pseudo_labels" in yaml.safe_load((outcome.output / "recipe.yaml").read_text())
     shown = CliRunner().invoke(models_app, ["show", str(outcome.model)])

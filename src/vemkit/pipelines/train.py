@@ -97,6 +97,7 @@ from vemkit.pipelines.predict import (
     segment_instances,
 )
 from vemkit.progress import Progress
+from vemkit.viz import save_orthoslices
 
 __all__ = [
     "AugmentSettings",
@@ -1034,6 +1035,27 @@ def _teacher_overlap(card: Mapping[str, Any], tested: Sequence[DataSource]) -> s
                     f"(teacher: {seen_range[0]}-{seen_range[1] - 1})"
                 )
     return None
+
+
+def _save_pseudo_preview(path: Path, loaded: LoadedSource) -> str:
+    """Draw the section with the most sure foreground and its pseudo-labels; return the name."""
+    labels = loaded.labels
+    sure = labels == 1
+    section = int(np.argmax(sure.reshape(sure.shape[0], -1).sum(axis=1)))
+    temporary = path.with_name(path.stem + ".tmp.png")
+    save_orthoslices(
+        temporary,
+        loaded.image,
+        {
+            "sure foreground": sure.astype(np.uint8),
+            "unsure (ignored)": (labels == PSEUDO_IGNORE).astype(np.uint8),
+        },
+        voxel_size=loaded.voxel_size,
+        center=(section, labels.shape[1] // 2, labels.shape[2] // 2),
+        title=f"{loaded.source.image}: {loaded.source.labels}",
+    )
+    os.replace(temporary, path)
+    return path.name
 
 
 def check_teacher(config: TrainConfig) -> None:
@@ -2607,6 +2629,10 @@ def run_training(
     if not resume:
         _prepare_output(folder, overwrite=overwrite)
     (folder / RECIPE_FILE).write_text(text, encoding="utf-8")
+    for index, loaded in enumerate(pseudo_sources):
+        pseudo_record["images"][index]["preview"] = _save_pseudo_preview(
+            folder / f"pseudo-labels-{index}.png", loaded
+        )
 
     norm_settings = config.normalization
     normalization = fit_normalization(
