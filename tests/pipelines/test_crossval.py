@@ -282,6 +282,26 @@ def test_each_fold_learns_from_the_teacher_of_its_own_fold(crossval, tubes, tmp_
             output=tmp_path / "leaky",
         )
     assert not (tmp_path / "leaky").exists()  # refused before any fold trained
+    # `vemkit crossval --teachers DIR` sets the same per-fold teachers: the folds are reused
+    path = tmp_path / "student.yaml"
+    path.write_text(yaml.safe_dump(tube_recipe(tubes, epochs=1, pseudo_labels=one)))
+    args = ["crossval", str(path), "-k", "3", "-o", str(result.output), "-q"]
+    shown = CliRunner().invoke(app, [*args, "--teachers", str(teachers.output)])
+    assert shown.exit_code == 0, shown.output
+    assert (
+        json.loads((result.output / CROSSVAL_FILE).read_text())["pooled"]
+        == (result.report["pooled"])
+    )
+    assert "--teachers" in json.loads((result.output / CROSSVAL_FILE).read_text())["command"]
+    for wrong, words in ((tmp_path, "not a vemkit crossval output"),):
+        bad = CliRunner().invoke(app, [*args, "--teachers", str(wrong)])
+        assert bad.exit_code == 2
+        assert words in bad.output
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump(tube_recipe(tubes)))
+    bad = CliRunner().invoke(app, ["crossval", str(plain), "--teachers", str(teachers.output)])
+    assert bad.exit_code == 2
+    assert "needs a recipe with pseudo_labels" in bad.output
 
 
 def test_pooled_scores_are_the_folds_together(crossval):

@@ -76,6 +76,15 @@ def crossval_command(
             "runs with crossval-compare to see how far training noise alone moves the scores.",
         ),
     ] = None,
+    teachers: Annotated[
+        str | None,
+        typer.Option(
+            "--teachers",
+            help="Another cross-validation's folder: fold k's pseudo_labels teacher is its "
+            "fold-k model (a recipe with pseudo_labels; each fold's teacher never saw the "
+            "fold's test sections).",
+        ),
+    ] = None,
     by_dataset: Annotated[
         bool,
         typer.Option(
@@ -104,7 +113,12 @@ def crossval_command(
     (OUTPUT/leave_one_out.json, OUTPUT/leave_one_out.png).
     """
     from vemkit.errors import ConfigError
-    from vemkit.pipelines.crossval import CROSSVAL_FILE, run_crossval, summarise_crossval
+    from vemkit.pipelines.crossval import (
+        CROSSVAL_FILE,
+        run_crossval,
+        summarise_crossval,
+        with_fold_teachers,
+    )
     from vemkit.pipelines.train import load_train_config
 
     recipe, _ = load_train_config(config)
@@ -115,6 +129,10 @@ def crossval_command(
         recipe = recipe.model_copy(update={"device": device})
     if seed is not None:
         recipe = recipe.model_copy(update={"seed": seed})
+    if teachers is not None:
+        if by_dataset:
+            raise ConfigError("--teachers goes with folds along z, not --by-dataset")
+        recipe = with_fold_teachers(recipe, teachers)
     set_threads(threads)
     # recorded in the report's command: where the trainings ran, and their seed
     machine_args = (["--device", device] if device else []) + (
@@ -146,6 +164,7 @@ def crossval_command(
         + machine_args
         + (["--tta"] if tta else [])
         + seed_args
+        + (["--teachers", teachers] if teachers else [])
     )
     result = run_crossval(
         recipe,

@@ -82,6 +82,7 @@ __all__ = [
     "resumable",
     "run_crossval",
     "summarise_crossval",
+    "with_fold_teachers",
 ]
 
 log = logging.getLogger(__name__)
@@ -424,6 +425,25 @@ def _same_recipe(stored: Any, config: TrainConfig, *, but_evaluation: bool = Fal
         )
     except ConfigError:
         return False
+
+
+def with_fold_teachers(config: TrainConfig, teachers: str | os.PathLike[str]) -> TrainConfig:
+    """Point the recipe's ``pseudo_labels`` teacher at the fold models of a cross-validation.
+
+    Fold ``k`` then learns from ``teachers/fold-k/model``, a model that never saw fold
+    ``k``'s test sections when both runs fold the same sections.
+    """
+    if config.pseudo_labels is None:
+        raise ConfigError("--teachers needs a recipe with pseudo_labels (a teacher to replace)")
+    folder = Path(teachers)
+    if not (folder / PLAN_FILE).is_file():
+        raise ConfigError(
+            f"{str(folder)!r} is not a vemkit crossval output (no {PLAN_FILE}); give the "
+            "folder of the teacher recipe's cross-validation"
+        )
+    teacher = str(folder / "fold-{fold}" / MODEL_DIR)
+    pseudo = config.pseudo_labels.model_copy(update={"teacher": teacher})
+    return config.model_copy(update={"pseudo_labels": pseudo})
 
 
 def fold_plan(
