@@ -1046,9 +1046,9 @@ def _save_pseudo_preview(path: Path, loaded: LoadedSource) -> str:
     save_orthoslices(
         temporary,
         loaded.image,
-        {
-            "sure foreground": sure.astype(np.uint8),
+        {  # drawn in this order: the sure foreground's outline on top
             "unsure (ignored)": (labels == PSEUDO_IGNORE).astype(np.uint8),
+            "sure foreground": sure.astype(np.uint8),
         },
         voxel_size=loaded.voxel_size,
         center=(section, labels.shape[1] // 2, labels.shape[2] // 2),
