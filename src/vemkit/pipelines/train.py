@@ -728,18 +728,37 @@ class LoadedSource:
         return context_stack(self.image, context)[:, self.labelled]
 
 
-def _open_pair(source: DataSource) -> tuple[Layer, Layer, str]:
+def _open_image(source: DataSource | ImageSource) -> tuple[Layer, str]:
+    """Open a source's image (a shared dataset's, or a file) and tell its licence."""
     voxel = VoxelSize.coerce(source.voxel_size) if source.voxel_size else None
     if source.dataset is not None:
         image = load_layer(source.dataset, source.image)
-        labels = load_layer(source.dataset, source.labels)
         if voxel is not None:
             image = image.with_data(image.data, voxel_size=voxel)
+        return image, dataset_info(source.dataset).license
+    return open_layer(source.image, voxel_size=voxel), "user data (license not recorded)"
+
+
+def _open_pair(source: DataSource) -> tuple[Layer, Layer, str]:
+    image, license_text = _open_image(source)
+    voxel = VoxelSize.coerce(source.voxel_size) if source.voxel_size else None
+    if source.dataset is not None:
+        labels = load_layer(source.dataset, source.labels)
+        if voxel is not None:
             labels = labels.with_data(labels.data, voxel_size=voxel)
-        return image, labels, dataset_info(source.dataset).license
-    image = open_layer(source.image, voxel_size=voxel)
-    labels = open_layer(source.labels, voxel_size=voxel, kind="labels")
-    return image, labels, "user data (license not recorded)"
+    else:
+        labels = open_layer(source.labels, voxel_size=voxel, kind="labels")
+    return image, labels, license_text
+
+
+def _where(source: DataSource | ImageSource, layer: Layer) -> str:
+    """Name a source's image in messages; refuse an image without a voxel size."""
+    where = f"{source.dataset + ':' if source.dataset else ''}{source.image}"
+    if layer.metadata.get("voxel_size_from") == "unknown":
+        raise ConfigError(
+            f"{where} does not record its voxel size; add voxel_size: [z, y, x] (nm) to the source"
+        )
+    return where
 
 
 def _read(layer: Layer, z_range: tuple[int, int] | None, what: str) -> NDArray[Any]:
@@ -953,11 +972,7 @@ def load_source(
         section; their labels are not read (see :attr:`LoadedSource.margin`).
     """
     image_layer, label_layer, license_text = _open_pair(source)
-    where = f"{source.dataset + ':' if source.dataset else ''}{source.image}"
-    if image_layer.metadata.get("voxel_size_from") == "unknown":
-        raise ConfigError(
-            f"{where} does not record its voxel size; add voxel_size: [z, y, x] (nm) to the source"
-        )
+    where = _where(source, image_layer)
     margin = (0, 0)
     z_range = source.z_range
     if context and z_range is not None and image_layer.axes == "zyx":
@@ -1117,8 +1132,8 @@ def load_pseudo_labelled(
     Raises
     ------
     ConfigError
-        If the teacher has no foreground channel, or trained or validated on sections
-        that the recipe tests (its labels would leak into the held-out scores).
+        If :func:`check_teacher` refuses the teacher, or it is sure of no foreground or
+        no background voxel of an image.
     """
     settings = config.pseudo_labels
     if settings is None:
@@ -1130,21 +1145,8 @@ def load_pseudo_labelled(
     loaded: list[LoadedSource] = []
     images: list[dict[str, Any]] = []
     for source in settings.sources:
-        voxel = VoxelSize.coerce(source.voxel_size) if source.voxel_size else None
-        if source.dataset is not None:
-            layer = load_layer(source.dataset, source.image)
-            if voxel is not None:
-                layer = layer.with_data(layer.data, voxel_size=voxel)
-            license_text = dataset_info(source.dataset).license
-        else:
-            layer = open_layer(source.image, voxel_size=voxel)
-            license_text = "user data (license not recorded)"
-        where = f"{source.dataset + ':' if source.dataset else ''}{source.image}"
-        if layer.metadata.get("voxel_size_from") == "unknown":
-            raise ConfigError(
-                f"{where} does not record its voxel size; add voxel_size: [z, y, x] (nm) to "
-                "the pseudo_labels source"
-            )
+        layer, license_text = _open_image(source)
+        where = _where(source, layer)
         image = _read(layer, source.z_range, where)
         native_size = layer.voxel_size
         log.info("pseudo-labelling %s %s with %s", where, image.shape, settings.teacher)
