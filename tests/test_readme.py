@@ -32,5 +32,5 @@ def test_readme_pseudo_labels_block_parses():
     (block,) = [b for b in blocks if b.startswith("pseudo_labels:")]
     first = re.search(r"```yaml\n(.*?)```", README.read_text(), re.S).group(1)
     config = parse_train_config({**yaml.safe_load(first), **yaml.safe_load(block)}, where="README")
-    assert config.pseudo_labels.teacher == "mito-em-ensemble"
+    assert config.pseudo_labels.teacher == "mito-em"
     assert config.pseudo_labels.sources[0].image == "stack2_raw"
