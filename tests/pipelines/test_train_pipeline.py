@@ -795,8 +795,31 @@ def test_a_teacher_that_saw_the_tested_sections_is_refused(teacher, tiny_data, u
             pseudo_labels=pseudo_settings(unlabelled, teacher.model),
         )
     )
-    with pytest.raises(ConfigError, match=r"sections 2-3 .*teacher: 0-3.*leak"):
+    with pytest.raises(ConfigError, match=r"sections 2-3 \(it saw 0-3\).*leak"):
         load_pseudo_labelled(config)
+
+
+def test_a_starting_model_that_saw_the_tested_sections_is_refused(trained, tiny_data, tmp_path):
+    from vemkit.pipelines.crossval import fold_plan
+
+    source = {"image": str(tiny_data / "raw.tif"), "labels": str(tiny_data / "labels.tif")}
+    source["voxel_size"] = [50, 10, 10]
+    leaky = recipe(
+        tiny_data,
+        train=[{**source, "z_range": [4, 5]}],
+        validation=[{**source, "z_range": [5, 6]}],
+        test=[{**source, "z_range": [0, 2]}],  # init_from trained on sections 0-3
+        init_from=str(trained.model),
+        output=str(tmp_path / "tuned"),
+    )
+    with pytest.raises(ConfigError, match=r"init_from .* sections 0-1 \(it saw 0-3\).*leak"):
+        run_training(parse_train_config(leaky))
+    assert not (tmp_path / "tuned").exists()
+    per_fold = parse_train_config(recipe(tiny_data, init_from="runs/cv/fold-{fold}/model"))
+    with pytest.raises(ConfigError, match=r"init_from .* crossval"):
+        run_training(per_fold)
+    *_, recipes, _ = fold_plan(per_fold, 2)
+    assert [r.init_from for r in recipes] == ["runs/cv/fold-0/model", "runs/cv/fold-1/model"]
 
 
 def test_pseudo_label_settings_are_checked(teacher, tiny_data, unlabelled):

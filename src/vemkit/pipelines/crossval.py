@@ -53,7 +53,7 @@ from vemkit.pipelines.train import (
     _predict_source,
     calibrates,
     card_evaluation,
-    check_teacher,
+    check_source_models,
     choose_from_candidates,
     load_source,
     parse_train_config,
@@ -328,8 +328,10 @@ def fold_recipe(config: TrainConfig, folds: Sequence[Fold], folding: _Folding) -
         )
     data["evaluation"]["ground_truth_instances"] = truths if truths[0] is not None else None
     index = folds[0].index
+    # Each fold's starting model and teacher, e.g. the fold's model of another crossval.
+    if data.get("init_from"):
+        data["init_from"] = data["init_from"].replace("{fold}", str(index))
     if data.get("pseudo_labels") is not None:
-        # Each fold's teacher, e.g. the fold's model of another cross-validation.
         teacher = data["pseudo_labels"]["teacher"]
         data["pseudo_labels"]["teacher"] = teacher.replace("{fold}", str(index))
     tested = "; ".join(
@@ -871,8 +873,8 @@ def run_crossval(
     """
     start = time.perf_counter()
     folding, plan, recipes, texts = fold_plan(config, folds)
-    for recipe in recipes:  # every fold's teacher, before any training
-        check_teacher(recipe)
+    for recipe in recipes:  # every fold's init_from and teacher, before any training
+        check_source_models(recipe)
     bases = folding.bases
     folder = Path(output)
     record = _plan_record(bases, plan)

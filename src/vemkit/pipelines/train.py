@@ -117,7 +117,7 @@ __all__ = [
     "build_model",
     "calibrates",
     "changed_fields",
-    "check_teacher",
+    "check_source_models",
     "choose_from_candidates",
     "choose_instance_settings",
     "convert_labels",
@@ -1035,7 +1035,7 @@ PSEUDO_IGNORE = 255
 
 
 def _teacher_overlap(card: Mapping[str, Any], tested: Sequence[DataSource]) -> str | None:
-    """Describe a test source whose sections the teacher trained or validated on, if any."""
+    """Describe a test source whose sections a model trained or validated on, if any."""
     for entry in [*card.get("training_data", []), *card.get("validation_data", [])]:
         seen = (entry.get("dataset"), entry.get("image"))
         seen_range = entry.get("z_range")
@@ -1043,11 +1043,11 @@ def _teacher_overlap(card: Mapping[str, Any], tested: Sequence[DataSource]) -> s
             if (source.dataset, source.image) != seen:
                 continue
             if seen_range is None or source.z_range is None:
-                return f"{source.image} (teacher: all sections)"
+                return f"{source.image} (it saw all sections)"
             if seen_range[0] < source.z_range[1] and source.z_range[0] < seen_range[1]:
                 return (
                     f"{source.image} sections {source.z_range[0]}-{source.z_range[1] - 1} "
-                    f"(teacher: {seen_range[0]}-{seen_range[1] - 1})"
+                    f"(it saw {seen_range[0]}-{seen_range[1] - 1})"
                 )
     return None
 
@@ -1073,39 +1073,43 @@ def _save_pseudo_preview(path: Path, loaded: LoadedSource) -> str:
     return path.name
 
 
-def check_teacher(config: TrainConfig) -> None:
-    """Check that the recipe's ``pseudo_labels`` teacher may teach it (reads its card only).
+def check_source_models(config: TrainConfig) -> None:
+    """Check the models a recipe starts from or learns from (reads their cards only).
+
+    ``init_from`` and the ``pseudo_labels`` teacher must not have trained or validated on
+    sections that the recipe tests: what they learnt there would leak into the held-out
+    scores. The teacher must have a foreground channel.
 
     Raises
     ------
     ConfigError
-        If the teacher still names ``{fold}``, has no foreground channel, or trained or
-        validated on sections that the recipe tests (its labels would leak into the
-        held-out scores).
+        If a model still names ``{fold}`` (only ``vemkit crossval`` fills it in), saw
+        tested sections, or the teacher has no foreground channel.
     ModelNotFoundError
         If there is no such model.
     """
-    settings = config.pseudo_labels
-    if settings is None:
-        return
-    if "{fold}" in settings.teacher:
-        raise ConfigError(
-            f"pseudo_labels.teacher {settings.teacher!r} names {{fold}}, which only "
-            "vemkit crossval fills in; name one model for a training"
-        )
-    _, card = read_model_info(resolve_model(settings.teacher))
-    channels = card.get("channels") or []
-    if "foreground" not in channels:
-        raise ConfigError(
-            f"teacher {settings.teacher!r} has no foreground channel (channels "
-            f"{list(channels)}); pseudo-labels need a binary or foreground_boundary model"
-        )
-    leak = _teacher_overlap(card, config.test)
-    if leak is not None:
-        raise ConfigError(
-            f"teacher {settings.teacher!r} was trained or validated on {leak}, which this "
-            "recipe tests: its pseudo-labels would leak the held-out labels"
-        )
+    teacher = config.pseudo_labels.teacher if config.pseudo_labels is not None else None
+    for field, model in (("init_from", config.init_from), ("pseudo_labels.teacher", teacher)):
+        if model is None:
+            continue
+        if "{fold}" in model:
+            raise ConfigError(
+                f"{field} {model!r} names {{fold}}, which only vemkit crossval fills in; "
+                "name one model for a training"
+            )
+        _, card = read_model_info(resolve_model(model))
+        leak = _teacher_overlap(card, config.test)
+        if leak is not None:
+            raise ConfigError(
+                f"{field} {model!r} was trained or validated on {leak}, which this recipe "
+                "tests: what it learnt there would leak into the held-out scores"
+            )
+        channels = card.get("channels") or []
+        if model == teacher and "foreground" not in channels:
+            raise ConfigError(
+                f"teacher {model!r} has no foreground channel (channels {list(channels)}); "
+                "pseudo-labels need a binary or foreground_boundary model"
+            )
 
 
 def load_pseudo_labelled(
@@ -1132,13 +1136,13 @@ def load_pseudo_labelled(
     Raises
     ------
     ConfigError
-        If :func:`check_teacher` refuses the teacher, or it is sure of no foreground or
+        If :func:`check_source_models` refuses the teacher, or it is sure of no foreground or
         no background voxel of an image.
     """
     settings = config.pseudo_labels
     if settings is None:
         return [], {}
-    check_teacher(config)
+    check_source_models(config)
     network, spec, card = load_predictor(settings.teacher, device=config.device)
     channel = spec.channels.index("foreground")
     confidence = settings.confidence
@@ -2607,6 +2611,7 @@ def run_training(
         if recipe_text is not None
         else yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     )
+    check_source_models(config)
     voxel = config.voxel_size_nm
     planar = config.network.dims == 2
     context = _recipe_context(config)
