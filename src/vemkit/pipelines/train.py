@@ -1313,51 +1313,32 @@ def _patch_datasets(
     context: int = 0,
     pseudo: Sequence[LoadedSource] = (),
     pseudo_share: float = 0.0,
-) -> _MixedPatches:
-    """Patches of the sources, ``pseudo_share`` of them from the pseudo-labelled ``pseudo``."""
-    if pseudo:
-        labelled_total = max(1, round(total * (1.0 - pseudo_share)))
-        labelled = _patch_datasets_of(
-            config,
-            sources,
-            total=labelled_total,
-            normalization=normalization,
-            training=training,
-            context=context,
-        )
-        # Seeds of the pseudo-labelled parts: index offset 200 (labelled: 0..., validation 500...).
-        extra = _patch_datasets_of(
-            config,
-            pseudo,
-            total=max(1, total - labelled_total),
-            normalization=normalization,
-            training=training,
-            context=context,
-            seed_offset=200,
-            sparse=False,
-        )
-        return _MixedPatches([*labelled.parts, *extra.parts])
-    return _patch_datasets_of(
-        config,
-        sources,
-        total=total,
-        normalization=normalization,
-        training=training,
-        context=context,
-    )
-
-
-def _patch_datasets_of(
-    config: TrainConfig,
-    sources: Sequence[LoadedSource],
-    *,
-    total: int,
-    normalization: Normalization,
-    training: bool,
-    context: int = 0,
     seed_offset: int = 0,
     sparse: bool = True,
 ) -> _MixedPatches:
+    """Patches of the sources, ``pseudo_share`` of them from the pseudo-labelled ``pseudo``.
+
+    ``sparse`` applies the recipe's simulated sparse annotation (training only);
+    ``seed_offset`` shifts the patch seeds of these sources.
+    """
+    if pseudo:
+        common: dict[str, Any] = {
+            "normalization": normalization,
+            "training": training,
+            "context": context,
+        }
+        labelled_total = max(1, round(total * (1.0 - pseudo_share)))
+        labelled = _patch_datasets(config, sources, total=labelled_total, **common)
+        # Seeds of the pseudo-labelled parts: index offset 200 (labelled: 0..., validation 500...).
+        extra = _patch_datasets(
+            config,
+            pseudo,
+            total=max(1, total - labelled_total),
+            seed_offset=200,
+            sparse=False,
+            **common,
+        )
+        return _MixedPatches([*labelled.parts, *extra.parts])
     dims = config.network.dims
     parts = []
     valids = []
