@@ -1034,7 +1034,7 @@ PSEUDO_IGNORE = 255
 """Label value of the voxels a teacher is not confident about (ignored by the loss)."""
 
 
-def _teacher_overlap(card: Mapping[str, Any], tested: Sequence[DataSource]) -> str | None:
+def _tested_sections_seen(card: Mapping[str, Any], tested: Sequence[DataSource]) -> str | None:
     """Describe a test source whose sections a model trained or validated on, if any."""
     for entry in [*card.get("training_data", []), *card.get("validation_data", [])]:
         seen = (entry.get("dataset"), entry.get("image"))
@@ -1098,7 +1098,7 @@ def check_source_models(config: TrainConfig) -> None:
                 "name one model for a training"
             )
         _, card = read_model_info(resolve_model(model))
-        leak = _teacher_overlap(card, config.test)
+        leak = _tested_sections_seen(card, config.test)
         if leak is not None:
             raise ConfigError(
                 f"{field} {model!r} was trained or validated on {leak}, which this recipe "
