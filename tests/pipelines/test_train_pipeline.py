@@ -831,7 +831,7 @@ def test_pseudo_label_settings_are_checked(teacher, tiny_data, unlabelled):
             parse_train_config(
                 recipe(tiny_data, pseudo_labels=pseudo_settings(unlabelled, "m", **bad))
             )
-    with pytest.raises(ConfigError, match="binary and foreground_boundary"):
+    with pytest.raises(ConfigError, match="binary, foreground_boundary and multiclass"):
         parse_train_config(
             recipe(
                 tiny_data,
@@ -863,3 +863,134 @@ def test_a_teacher_sure_of_nothing_is_refused(trained, tiny_data, unlabelled):
     )
     with pytest.raises(ConfigError, match=r"sure \(confidence 0\.8\) of no .*lower"):
         load_pseudo_labelled(config)
+
+
+# --- multiclass pseudo-labels ------------------------------------------------------------------
+MULTICLASS = {
+    "type": "multiclass",
+    "classes": {255: 0, 1: 1, 2: 2},  # 255 is a class here, so pseudo-labels ignore 256
+    "class_names": ["background", "blob", "rim"],
+}
+
+
+@pytest.fixture(scope="module")
+def multiclass_data(tmp_path_factory):
+    """The blobs as three classes: background 255, blob inside 1, blob rim 2."""
+    folder = tmp_path_factory.mktemp("multiclass")
+    image, instances = blob_volume()
+    blobs = instances > 0
+    inside = ndimage.binary_erosion(blobs, structure=np.ones((1, 5, 5), bool))
+    labels = np.where(blobs, np.where(inside, 1, 2), 255).astype(np.uint8)
+    tifffile.imwrite(folder / "raw.tif", image)
+    tifffile.imwrite(folder / "labels.tif", labels)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def multiclass_teacher(multiclass_data, tmp_path_factory):
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("mc-teacher") / "teacher"
+    config = parse_train_config(
+        recipe(
+            multiclass_data,
+            name="tiny-classes",
+            target=MULTICLASS,
+            epochs=15,
+            samples_per_epoch=32,
+            output=str(out),
+        )
+    )
+    return run_training(config)
+
+
+def test_multiclass_pseudo_labels_are_the_teachers_sure_classes(
+    multiclass_teacher, multiclass_data, unlabelled
+):
+    from vemkit.pipelines.predict import load_predictor, predict_block
+    from vemkit.pipelines.train import load_pseudo_labelled, pseudo_ignore_value
+
+    network, spec, _ = load_predictor(multiclass_teacher.model)
+    assert list(spec.channels) == ["background", "blob", "rim"]
+    image = tifffile.imread(unlabelled)
+    maps = predict_block(network, image, spec=spec, voxel_size=VoxelSize(50, 10, 10))
+    config = parse_train_config(
+        recipe(
+            multiclass_data,
+            target=MULTICLASS,
+            pseudo_labels=pseudo_settings(unlabelled, multiclass_teacher.model, confidence=0.7),
+        )
+    )
+    assert pseudo_ignore_value(config.target) == 256
+    (loaded,), record = load_pseudo_labelled(config)
+    labels = loaded.labels
+    assert loaded.source.ignore_value == 256
+    sure = maps.max(axis=0) >= 0.7
+    assert np.array_equal(labels == 256, ~sure)
+    # each sure voxel carries the recipe's label value of the teacher's most probable class
+    expected = np.array([255, 1, 2])[maps.argmax(axis=0)]
+    assert np.array_equal(labels[sure], expected[sure])
+    assert set(np.unique(labels)) >= {1, 255, 256}
+    fractions = record["images"][0]["voxel_fractions"]
+    assert set(fractions) == {"background", "blob", "rim", "ignored"}
+    assert fractions["ignored"] == pytest.approx(1 - sure.mean(), abs=1e-4)
+    assert sum(fractions.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_training_with_multiclass_pseudo_labels(
+    multiclass_teacher, multiclass_data, unlabelled, tmp_path
+):
+    from vemkit.pipelines.train import _foreground, load_pseudo_labelled
+
+    config = parse_train_config(
+        recipe(
+            multiclass_data,
+            target=MULTICLASS,
+            epochs=1,
+            output=str(tmp_path / "student"),
+            pseudo_labels=pseudo_settings(unlabelled, multiclass_teacher.model),
+        )
+    )
+    (loaded,), _ = load_pseudo_labelled(config)
+    centres = _foreground(config.target, loaded.labels, 256)
+    # patches centre on sure blob and rim voxels only: not on background, not on unsure ones
+    assert np.array_equal(centres, np.isin(loaded.labels, [1, 2]))
+    outcome = run_training(config)
+    record = outcome.card["pseudo_labels"]
+    assert record["teacher_name"] == "tiny-classes"
+    assert "rim" in record["images"][0]["voxel_fractions"]
+    assert (outcome.output / record["images"][0]["preview"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_teacher_without_the_recipes_classes_is_refused(
+    teacher, multiclass_teacher, multiclass_data, tiny_data, unlabelled
+):
+    from vemkit.pipelines.train import load_pseudo_labelled
+
+    for model in (teacher.model, "multiclass-em"):  # binary; other class names
+        config = parse_train_config(
+            recipe(
+                multiclass_data,
+                target=MULTICLASS,
+                pseudo_labels=pseudo_settings(unlabelled, model),
+            )
+        )
+        with pytest.raises(ConfigError, match=r"background', 'blob', 'rim'\].*class_names"):
+            load_pseudo_labelled(config)
+    binary = parse_train_config(
+        recipe(tiny_data, pseudo_labels=pseudo_settings(unlabelled, multiclass_teacher.model))
+    )
+    with pytest.raises(ConfigError, match="no foreground channel"):
+        load_pseudo_labelled(binary)
+
+
+def test_multiclass_patch_centres_ignore_unannotated_voxels():
+    from vemkit.pipelines.train import TargetSettings, _foreground
+
+    target = TargetSettings(type="multiclass", classes={0: 0, 1: 1, 2: 2})
+    labels = np.full((2, 10, 10), 99, np.uint8)  # mostly unannotated (ignore value 99)
+    labels[0, :3] = 0
+    labels[0, 3, :4] = 1
+    labels[1, 0, :2] = 2
+    centres = _foreground(target, labels, 99)
+    assert np.array_equal(centres, np.isin(labels, [1, 2]))  # the majority of known voxels: 0
+    assert not _foreground(target, np.full((1, 4, 4), 99, np.uint8), 99).any()

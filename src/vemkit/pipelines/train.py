@@ -123,6 +123,7 @@ __all__ = [
     "convert_labels",
     "load_pseudo_labelled",
     "load_train_config",
+    "pseudo_ignore_value",
     "recalibrate_model",
     "run_training",
     "score_model",
@@ -285,13 +286,20 @@ class ImageSource(_Settings):
         return self.model_dump(exclude_none=True, exclude_defaults=True)
 
 
+PSEUDO_LABEL_TARGETS = ("binary", "foreground_boundary", "multiclass")
+"""Target types a recipe with ``pseudo_labels`` can have."""
+
+
 class PseudoLabelSettings(_Settings):
     """Self-training: a teacher model labels unlabelled images for the training.
 
     The teacher (a shipped model or a model folder, e.g. an ensemble) predicts each of
     ``sources``; voxels whose foreground probability is at least ``confidence`` become
     foreground, at most ``1 - confidence`` background, and the rest is ignored by the
-    loss. ``share`` of each epoch's training patches come from these images. In
+    loss. For a multiclass recipe the teacher must be a multiclass model with the same
+    class names: a voxel whose most probable class has probability at least
+    ``confidence`` becomes that class, the rest is ignored. ``share`` of each epoch's
+    training patches come from these images. In
     ``vemkit crossval``, ``{fold}`` in ``teacher`` is replaced by the fold's number, so
     that each fold's teacher is a model that never saw that fold's test sections (e.g.
     ``runs/mito-em-crossval/fold-{fold}/model``).
@@ -521,7 +529,7 @@ class TrainConfig(_Settings):
     pseudo_labels: PseudoLabelSettings | None = Field(
         default=None,
         description="Also train on unlabelled images labelled by a teacher model "
-        "(self-training; binary and foreground_boundary targets).",
+        "(self-training; binary, foreground_boundary and multiclass targets).",
     )
     target: TargetSettings
     network: NetworkSettings = NetworkSettings()
@@ -612,10 +620,10 @@ class TrainConfig(_Settings):
         if self.freeze_encoder and self.init_from is None:
             raise ValueError("freeze_encoder needs init_from (a model to take the encoder from)")
         pseudo = self.pseudo_labels
-        if pseudo is not None and self.target.type not in ("binary", "foreground_boundary"):
+        if pseudo is not None and self.target.type not in PSEUDO_LABEL_TARGETS:
             raise ValueError(
-                "pseudo_labels works with binary and foreground_boundary targets (the "
-                f"teacher's foreground is thresholded), not {self.target.type}"
+                "pseudo_labels works with binary, foreground_boundary and multiclass targets "
+                f"(the teacher's probabilities are thresholded), not {self.target.type}"
             )
         gt = self.evaluation.ground_truth_instances
         if gt is not None and len(gt) != len(self.test):
@@ -1052,22 +1060,32 @@ def _tested_sections_seen(card: Mapping[str, Any], tested: Sequence[DataSource])
     return None
 
 
-def _save_pseudo_preview(path: Path, loaded: LoadedSource) -> str:
-    """Draw the section with the most sure foreground and its pseudo-labels; return the name."""
+def _save_pseudo_preview(path: Path, loaded: LoadedSource, target: TargetSettings) -> str:
+    """Draw the section with the most sure objects and its pseudo-labels; return the name.
+
+    Binary targets show the sure foreground, multiclass ones every sure class but the most
+    frequent (the background), with the unsure voxels.
+    """
     labels = loaded.labels
-    sure = labels == 1
+    classes = _shown_classes(target)
+    counts = {name: int(np.count_nonzero(labels == value)) for name, value in classes.items()}
+    if len(classes) > 1:
+        del classes[max(counts, key=counts.__getitem__)]
+    sure = np.isin(labels, list(classes.values()))
     section = int(np.argmax(sure.reshape(sure.shape[0], -1).sum(axis=1)))
+    layers = {"unsure (ignored)": (labels == loaded.source.ignore_value).astype(np.uint8)}
+    # drawn in this order: the sure classes' outlines on top
+    layers.update(
+        {f"sure {name}": (labels == value).astype(np.uint8) for name, value in classes.items()}
+    )
     temporary = path.with_name(path.stem + ".tmp.png")
     save_orthoslices(
         temporary,
         loaded.image,
-        {  # drawn in this order: the sure foreground's outline on top
-            "unsure (ignored)": (labels == PSEUDO_IGNORE).astype(np.uint8),
-            "sure foreground": sure.astype(np.uint8),
-        },
+        layers,
         voxel_size=loaded.voxel_size,
         center=(section, labels.shape[1] // 2, labels.shape[2] // 2),
-        title=f"{loaded.source.image}: {loaded.source.labels}",
+        title=f"{Path(loaded.source.image).name}: the teacher's sure and unsure voxels",
     )
     os.replace(temporary, path)
     return path.name
@@ -1104,12 +1122,81 @@ def check_source_models(config: TrainConfig) -> None:
                 f"{field} {model!r} was trained or validated on {leak}, which this recipe "
                 "tests: what it learnt there would leak into the held-out scores"
             )
-        channels = card.get("channels") or []
-        if model == teacher and "foreground" not in channels:
+        if model == teacher:
+            _check_teacher(config, model, card)
+
+
+def _check_teacher(config: TrainConfig, model: str, card: Mapping[str, Any]) -> None:
+    """Refuse a teacher whose outputs cannot label this recipe's target."""
+    channels = list(card.get("channels") or [])
+    if config.target.type != "multiclass":
+        if "foreground" not in channels:
             raise ConfigError(
-                f"teacher {model!r} has no foreground channel (channels {list(channels)}); "
-                "pseudo-labels need a binary or foreground_boundary model"
+                f"teacher {model!r} has no foreground channel (channels {channels}); "
+                "pseudo-labels for a binary or foreground_boundary recipe need a binary or "
+                "foreground_boundary model"
             )
+        return
+    wanted = list(config.target.channels)
+    kind = (card.get("target") or {}).get("type")
+    if kind != "multiclass" or sorted(channels) != sorted(wanted):
+        raise ConfigError(
+            f"teacher {model!r} ({kind} model, channels {channels}) cannot label this "
+            f"multiclass recipe: it needs a multiclass teacher with the classes {wanted} "
+            "(target.class_names)"
+        )
+
+
+def pseudo_ignore_value(target: TargetSettings) -> int:
+    """Label value of the voxels a teacher is unsure of, for this recipe's target.
+
+    :data:`PSEUDO_IGNORE`, unless a multiclass recipe maps that label value to a class;
+    then one more than its largest label value.
+    """
+    used = set(target.classes or {}) if target.type == "multiclass" else set()
+    return PSEUDO_IGNORE if PSEUDO_IGNORE not in used else max(used) + 1
+
+
+def _shown_classes(target: TargetSettings) -> dict[str, int]:
+    """Per class name, the label value pseudo-labels use for it (binary: foreground = 1)."""
+    if target.type != "multiclass":
+        return {"foreground": 1}
+    values: dict[int, int] = {}
+    for value, index in sorted((target.classes or {}).items()):
+        values.setdefault(index, value)
+    return {name: values[index] for index, name in enumerate(target.channels)}
+
+
+def _label_with_teacher(
+    maps: NDArray[np.float32],
+    teacher_channels: Sequence[str],
+    target: TargetSettings,
+    *,
+    confidence: float,
+    ignore: int,
+) -> tuple[NDArray[Any], dict[str, float]]:
+    """Pseudo-labels of the teacher's maps and the fraction of voxels of each value.
+
+    Binary and foreground_boundary: foreground probability ``>= confidence`` -> 1,
+    ``<= 1 - confidence`` -> 0. Multiclass: the most probable class where its probability
+    is ``>= confidence``, as the recipe's label value of that class. The rest ``ignore``.
+    """
+    if target.type != "multiclass":
+        foreground = maps[list(teacher_channels).index("foreground")]
+        labels = np.full(foreground.shape, ignore, dtype=np.uint8)
+        labels[foreground >= confidence] = 1
+        labels[foreground <= 1.0 - confidence] = 0
+        names = {"foreground": 1, "background": 0}
+    else:
+        names = _shown_classes(target)
+        lookup = np.array([names[name] for name in teacher_channels])
+        dtype = np.min_scalar_type(max(ignore, int(lookup.max())))
+        labels = np.full(maps.shape[1:], ignore, dtype=np.result_type(np.uint8, dtype))
+        sure = maps.max(axis=0) >= confidence
+        labels[sure] = lookup[np.argmax(maps, axis=0)[sure]]
+    fractions = {name: float(np.mean(labels == value)) for name, value in names.items()}
+    fractions["ignored"] = float(np.mean(labels == ignore))
+    return labels, fractions
 
 
 def load_pseudo_labelled(
@@ -1122,30 +1209,31 @@ def load_pseudo_labelled(
 
     Each image is predicted by the teacher at its own voxel size (the ``vemkit predict``
     code path); voxels with foreground probability ``>= confidence`` become 1, those
-    ``<= 1 - confidence`` 0, the rest :data:`PSEUDO_IGNORE`. Image and labels are then
-    resampled like the labelled sources.
+    ``<= 1 - confidence`` 0, the rest :func:`pseudo_ignore_value` (multiclass: the most
+    probable class where its probability is ``>= confidence``, as the recipe's label value
+    of that class). Image and labels are then resampled like the labelled sources.
 
     Returns
     -------
     sources : list of LoadedSource
-        One per image, ``ignore_value`` :data:`PSEUDO_IGNORE`.
+        One per image, ``ignore_value`` :func:`pseudo_ignore_value`.
     record : dict
         For the model card: the teacher, its training data licences and per image the
-        fractions of confident foreground, background and ignored voxels.
+        fractions of sure voxels of each class (foreground, background) and of ignored ones.
 
     Raises
     ------
     ConfigError
         If :func:`check_source_models` refuses the teacher, or it is sure of no foreground or
-        no background voxel of an image.
+        no background voxel of an image (multiclass: of fewer than two classes).
     """
     settings = config.pseudo_labels
     if settings is None:
         return [], {}
     check_source_models(config)
     network, spec, card = load_predictor(settings.teacher, device=config.device)
-    channel = spec.channels.index("foreground")
     confidence = settings.confidence
+    ignore = pseudo_ignore_value(config.target)
     loaded: list[LoadedSource] = []
     images: list[dict[str, Any]] = []
     for source in settings.sources:
@@ -1154,25 +1242,27 @@ def load_pseudo_labelled(
         image = _read(layer, source.z_range, where)
         native_size = layer.voxel_size
         log.info("pseudo-labelling %s %s with %s", where, image.shape, settings.teacher)
-        foreground = predict_block(
+        maps = predict_block(
             network, image, spec=spec, voxel_size=native_size, device=config.device
-        )[channel]
-        labels = np.full(foreground.shape, PSEUDO_IGNORE, dtype=np.uint8)
-        labels[foreground >= confidence] = 1
-        labels[foreground <= 1.0 - confidence] = 0
-        del foreground
-        if not np.any(labels == 1) or not np.any(labels == 0):
-            missing = "foreground" if not np.any(labels == 1) else "background"
+        )
+        labels, fractions = _label_with_teacher(
+            maps, spec.channels, config.target, confidence=confidence, ignore=ignore
+        )
+        del maps
+        missing = [name for name, share in fractions.items() if name != "ignored" and not share]
+        if config.target.type != "multiclass":
+            if missing:
+                raise ConfigError(
+                    f"teacher {settings.teacher!r} is sure (confidence {confidence}) of no "
+                    f"{missing[0]} voxel of {where}; lower pseudo_labels.confidence or use a "
+                    "better teacher"
+                )
+        elif len(missing) >= len(fractions) - 2:  # sure of one class or of none
             raise ConfigError(
                 f"teacher {settings.teacher!r} is sure (confidence {confidence}) of no "
-                f"{missing} voxel of {where}; lower pseudo_labels.confidence or use a better "
-                "teacher"
+                f"voxel of {where} in the classes {missing}; lower "
+                "pseudo_labels.confidence or use a better teacher"
             )
-        fractions = {
-            "foreground": round(float(np.mean(labels == 1)), 4),
-            "background": round(float(np.mean(labels == 0)), 4),
-            "ignored": round(float(np.mean(labels == PSEUDO_IGNORE)), 4),
-        }
         size = native_size
         if voxel_size_nm is not None:
             image, labels, size = _resample_pair(
@@ -1184,7 +1274,7 @@ def load_pseudo_labelled(
             labels=f"pseudo-labels from {settings.teacher}",
             z_range=source.z_range,
             voxel_size=source.voxel_size,
-            ignore_value=PSEUDO_IGNORE,
+            ignore_value=ignore,
         )
         files = {"image": source.image, "labels": as_source.labels}
         loaded.append(
@@ -1195,7 +1285,7 @@ def load_pseudo_labelled(
                 **source.describe(),
                 "native_voxel_size_nm": list(native_size.as_tuple()),
                 "license": license_text,
-                "voxel_fractions": fractions,
+                "voxel_fractions": {name: round(share, 4) for name, share in fractions.items()},
             }
         )
     teacher_licences = card.get("license", {}).get("training_data", [])
@@ -1375,7 +1465,7 @@ def _patch_datasets(
             valid=valid,
             ignore_value=loaded.source.ignore_value,
             foreground_fraction=config.foreground_fraction,
-            foreground=_foreground(config.target, loaded.labels),
+            foreground=_foreground(config.target, loaded.labels, loaded.source.ignore_value),
         )
         augment = None
         if training and config.augment.enabled:
@@ -1406,13 +1496,21 @@ def _patch_datasets(
     return _MixedPatches(parts)
 
 
-def _foreground(target: TargetSettings, labels: NDArray[Any]) -> NDArray[np.bool_] | None:
-    """Voxels to centre a share of the patches on (multi-class: every non-majority class)."""
+def _foreground(
+    target: TargetSettings, labels: NDArray[Any], ignore_value: int | None = None
+) -> NDArray[np.bool_] | None:
+    """Voxels to centre a share of the patches on (multi-class: every non-majority class).
+
+    The majority is counted among the annotated voxels, and unannotated ones are no centres.
+    """
     if target.type != "multiclass" or not target.classes:
         return None
-    values, counts = np.unique(labels, return_counts=True)
+    known = labels != ignore_value if ignore_value is not None else np.ones(labels.shape, bool)
+    values, counts = np.unique(labels[known], return_counts=True)
+    if not values.size:
+        return np.zeros(labels.shape, bool)
     majority = values[np.argmax(counts)]
-    return np.asarray(labels != majority)
+    return np.asarray((labels != majority) & known)
 
 
 # --- model -----------------------------------------------------------------------------------
@@ -2619,7 +2717,7 @@ def run_training(
     (folder / RECIPE_FILE).write_text(text, encoding="utf-8")
     for index, loaded in enumerate(pseudo_sources):
         pseudo_record["images"][index]["preview"] = _save_pseudo_preview(
-            folder / f"pseudo-labels-{index}.png", loaded
+            folder / f"pseudo-labels-{index}.png", loaded, config.target
         )
 
     norm_settings = config.normalization
