@@ -994,3 +994,43 @@ def test_multiclass_patch_centres_ignore_unannotated_voxels():
     centres = _foreground(target, labels, 99)
     assert np.array_equal(centres, np.isin(labels, [1, 2]))  # the majority of known voxels: 0
     assert not _foreground(target, np.full((1, 4, 4), 99, np.uint8), 99).any()
+
+
+def test_resuming_reuses_the_saved_pseudo_labels(
+    teacher, tiny_data, unlabelled, tmp_path, monkeypatch
+):
+    import vemkit.pipelines.train as train_module
+
+    config = parse_train_config(
+        recipe(
+            tiny_data,
+            epochs=1,
+            output=str(tmp_path / "student"),
+            pseudo_labels=pseudo_settings(unlabelled, teacher.model),
+        )
+    )
+    first = run_training(config)
+    entry = first.card["pseudo_labels"]["images"][0]
+    saved = tifffile.imread(first.output / entry["labels_file"])
+    (made,), _ = train_module.load_pseudo_labelled(config)  # at the image's own voxel size
+    assert np.array_equal(saved, made.labels)
+    key = json.loads((first.output / "pseudo-labels-0.json").read_text())["key"]
+    assert len(key) == 64
+
+    def no_teacher(*args, **kwargs):
+        raise AssertionError("the teacher labelled again")
+
+    monkeypatch.setattr(train_module, "_label_with_teacher", no_teacher)
+    resumed = run_training(config, resume=True)
+    assert resumed.card["pseudo_labels"]["images"][0]["voxel_fractions"] == entry["voxel_fractions"]
+    # labels made from something else (here: another confidence) are not reused
+    other = parse_train_config(
+        recipe(
+            tiny_data,
+            epochs=1,
+            pseudo_labels=pseudo_settings(unlabelled, teacher.model, confidence=0.9),
+        )
+    )
+    with pytest.raises(AssertionError, match="labelled again"):
+        train_module.load_pseudo_labelled(other, reuse_from=first.output)
+    assert train_module.load_pseudo_labelled(config, reuse_from=first.output)[0][0].made[1] == key

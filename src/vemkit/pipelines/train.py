@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -40,6 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import tifffile
 import torch
 import yaml
 from numpy.typing import NDArray
@@ -50,6 +52,7 @@ import vemkit
 from vemkit.datasets.catalog import dataset_info, load_layer
 from vemkit.errors import ConfigError, InvalidVolumeError, VolumeNotFoundError
 from vemkit.geometry import Box, VoxelSize
+from vemkit.io.atomic import atomic_output
 from vemkit.io.layer import Layer
 from vemkit.io.registry import open_layer
 from vemkit.measure.metrics import evaluate
@@ -126,6 +129,7 @@ __all__ = [
     "pseudo_ignore_value",
     "recalibrate_model",
     "run_training",
+    "save_pseudo_labels",
     "score_model",
 ]
 
@@ -720,6 +724,9 @@ class LoadedSource:
     files: dict[str, str]
     margin: tuple[int, int] = (0, 0)
     """Unlabelled sections of ``image`` before and after the labelled ones (2.5D context)."""
+    made: tuple[NDArray[Any], str] | None = None
+    """Pseudo-labels: the labels at the image's own voxel size and the key of what they were
+    made from (:func:`save_pseudo_labels`), until the training folder holds them."""
 
     @property
     def labelled(self) -> slice:
@@ -1186,7 +1193,6 @@ def _label_with_teacher(
         labels = np.full(foreground.shape, ignore, dtype=np.uint8)
         labels[foreground >= confidence] = 1
         labels[foreground <= 1.0 - confidence] = 0
-        names = {"foreground": 1, "background": 0}
     else:
         names = _shown_classes(target)
         lookup = np.array([names[name] for name in teacher_channels])
@@ -1194,9 +1200,87 @@ def _label_with_teacher(
         labels = np.full(maps.shape[1:], ignore, dtype=np.result_type(np.uint8, dtype))
         sure = maps.max(axis=0) >= confidence
         labels[sure] = lookup[np.argmax(maps, axis=0)[sure]]
+    return labels, _label_fractions(labels, target, ignore)
+
+
+def _label_fractions(labels: NDArray[Any], target: TargetSettings, ignore: int) -> dict[str, float]:
+    """Return the fraction of pseudo-labelled voxels of each class and of ignored ones."""
+    names = {"foreground": 1, "background": 0}
+    if target.type == "multiclass":
+        names = _shown_classes(target)
     fractions = {name: float(np.mean(labels == value)) for name, value in names.items()}
     fractions["ignored"] = float(np.mean(labels == ignore))
-    return labels, fractions
+    return fractions
+
+
+def _pseudo_label_key(
+    config: TrainConfig,
+    teacher_folder: Path,
+    source: ImageSource,
+    *,
+    confidence: float,
+    ignore: int,
+) -> str:
+    """Return a digest of everything a teacher's pseudo-labels of ``source`` depend on."""
+    digest = hashlib.sha256()
+    for path in sorted(teacher_folder.iterdir()):
+        if path.suffix in (".json", ".safetensors") and path.is_file():
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    digest.update(
+        json.dumps(
+            {
+                "source": source.describe(),
+                "confidence": confidence,
+                "ignore": ignore,
+                "target": config.target.model_dump(mode="json"),
+                "device": config.device,
+                "vemkit": vemkit.__version__,
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    return digest.hexdigest()
+
+
+def _saved_pseudo_labels(folder: Path, index: int, key: str) -> NDArray[Any] | None:
+    """Read the labels :func:`save_pseudo_labels` wrote with this key, if any."""
+    record = folder / f"pseudo-labels-{index}.json"
+    labels = folder / f"pseudo-labels-{index}.tif"
+    if not (record.is_file() and labels.is_file()):
+        return None
+    try:
+        saved = json.loads(record.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if saved.get("key") != key:
+        return None
+    return np.asarray(tifffile.imread(labels))
+
+
+def save_pseudo_labels(
+    folder: Path, index: int, labels: NDArray[Any], key: str, fractions: Mapping[str, float]
+) -> str:
+    """Write a teacher's pseudo-labels (at the image's own voxel size) into a training folder.
+
+    ``pseudo-labels-<index>.tif`` (zlib-compressed) and ``pseudo-labels-<index>.json`` (the
+    key of everything they depend on: teacher files, image, confidence, target) are written
+    atomically; a resumed training reuses them when its key is the same. Returns the TIFF's
+    name.
+    """
+    tiff = folder / f"pseudo-labels-{index}.tif"
+    record = folder / f"pseudo-labels-{index}.json"
+    record.unlink(missing_ok=True)  # a key is never left beside other labels than its own
+    with atomic_output(tiff, overwrite=True) as tmp:
+        tifffile.imwrite(
+            tmp, labels, compression="zlib", bigtiff=labels.nbytes >= 2**31, metadata=None
+        )
+    with atomic_output(record, overwrite=True) as tmp:
+        tmp.write_text(
+            json.dumps({"key": key, "voxel_fractions": dict(fractions)}, indent=1),
+            encoding="utf-8",
+        )
+    return tiff.name
 
 
 def load_pseudo_labelled(
@@ -1204,6 +1288,7 @@ def load_pseudo_labelled(
     *,
     voxel_size_nm: Sequence[float] | None = None,
     planar: bool = False,
+    reuse_from: Path | None = None,
 ) -> tuple[list[LoadedSource], dict[str, Any]]:
     """Label the recipe's ``pseudo_labels`` images with the teacher's predictions.
 
@@ -1212,6 +1297,8 @@ def load_pseudo_labelled(
     ``<= 1 - confidence`` 0, the rest :func:`pseudo_ignore_value` (multiclass: the most
     probable class where its probability is ``>= confidence``, as the recipe's label value
     of that class). Image and labels are then resampled like the labelled sources.
+    ``reuse_from``: a training folder whose saved pseudo-labels (:func:`save_pseudo_labels`)
+    are reused where they were made from the same teacher, image and settings.
 
     Returns
     -------
@@ -1232,23 +1319,33 @@ def load_pseudo_labelled(
         return [], {}
     check_source_models(config)
     network, spec, card = load_predictor(settings.teacher, device=config.device)
+    teacher_folder = resolve_model(settings.teacher)
     confidence = settings.confidence
     ignore = pseudo_ignore_value(config.target)
     loaded: list[LoadedSource] = []
     images: list[dict[str, Any]] = []
-    for source in settings.sources:
+    for index, source in enumerate(settings.sources):
         layer, license_text = _open_image(source)
         where = _where(source, layer)
         image = _read(layer, source.z_range, where)
         native_size = layer.voxel_size
-        log.info("pseudo-labelling %s %s with %s", where, image.shape, settings.teacher)
-        maps = predict_block(
-            network, image, spec=spec, voxel_size=native_size, device=config.device
+        key = _pseudo_label_key(
+            config, teacher_folder, source, confidence=confidence, ignore=ignore
         )
-        labels, fractions = _label_with_teacher(
-            maps, spec.channels, config.target, confidence=confidence, ignore=ignore
-        )
-        del maps
+        saved = _saved_pseudo_labels(reuse_from, index, key) if reuse_from else None
+        if saved is not None and saved.shape == image.shape:
+            log.info("reusing the pseudo-labels of %s saved in %s", where, reuse_from)
+            labels, fractions = saved, _label_fractions(saved, config.target, ignore)
+        else:
+            log.info("pseudo-labelling %s %s with %s", where, image.shape, settings.teacher)
+            maps = predict_block(
+                network, image, spec=spec, voxel_size=native_size, device=config.device
+            )
+            labels, fractions = _label_with_teacher(
+                maps, spec.channels, config.target, confidence=confidence, ignore=ignore
+            )
+            del maps
+        native_labels = labels
         missing = [name for name, share in fractions.items() if name != "ignored" and not share]
         if config.target.type != "multiclass":
             if missing:
@@ -1278,7 +1375,16 @@ def load_pseudo_labelled(
         )
         files = {"image": source.image, "labels": as_source.labels}
         loaded.append(
-            LoadedSource(as_source, image, labels, size, native_size, license_text, files)
+            LoadedSource(
+                as_source,
+                image,
+                labels,
+                size,
+                native_size,
+                license_text,
+                files,
+                made=(native_labels, key),
+            )
         )
         images.append(
             {
@@ -2708,15 +2814,25 @@ def run_training(
                 f"training sources have different voxel sizes ({working_size} and "
                 f"{loaded.voxel_size}); set voxel_size_nm in the recipe to resample them all"
             )
-    pseudo_sources, pseudo_record = load_pseudo_labelled(
-        config, voxel_size_nm=working_size.as_tuple(), planar=planar
-    )
     resume = resume and _can_resume(folder, config)
+    pseudo_sources, pseudo_record = load_pseudo_labelled(
+        config,
+        voxel_size_nm=working_size.as_tuple(),
+        planar=planar,
+        reuse_from=folder if resume else None,
+    )
     if not resume:
         _prepare_output(folder, overwrite=overwrite)
     (folder / RECIPE_FILE).write_text(text, encoding="utf-8")
     for index, loaded in enumerate(pseudo_sources):
-        pseudo_record["images"][index]["preview"] = _save_pseudo_preview(
+        entry = pseudo_record["images"][index]
+        if loaded.made is not None:
+            labels, key = loaded.made
+            entry["labels_file"] = save_pseudo_labels(
+                folder, index, labels, key, entry["voxel_fractions"]
+            )
+            loaded.made = None  # the folder holds them now
+        entry["preview"] = _save_pseudo_preview(
             folder / f"pseudo-labels-{index}.png", loaded, config.target
         )
 
