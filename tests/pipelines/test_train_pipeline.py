@@ -1034,3 +1034,46 @@ def test_resuming_reuses_the_saved_pseudo_labels(
     with pytest.raises(AssertionError, match="labelled again"):
         train_module.load_pseudo_labelled(other, reuse_from=first.output)
     assert train_module.load_pseudo_labelled(config, reuse_from=first.output)[0][0].made[1] == key
+
+
+def test_min_class_share_keeps_each_class_most_confident_voxels(
+    multiclass_teacher, multiclass_data, unlabelled
+):
+    from vemkit.pipelines.predict import load_predictor, predict_block
+    from vemkit.pipelines.train import load_pseudo_labelled
+
+    network, spec, _ = load_predictor(multiclass_teacher.model)
+    image = tifffile.imread(unlabelled)
+    maps = predict_block(network, image, spec=spec, voxel_size=VoxelSize(50, 10, 10))
+    best, top = maps.argmax(axis=0), maps.max(axis=0)
+    values = np.array([255, 1, 2])
+
+    def labelled(**settings):
+        pseudo = pseudo_settings(unlabelled, multiclass_teacher.model, **settings)
+        config = parse_train_config(
+            recipe(multiclass_data, target=MULTICLASS, pseudo_labels=pseudo)
+        )
+        (loaded,), record = load_pseudo_labelled(config)
+        return loaded.labels, record["images"][0]["class_confidence"]
+
+    everything, needed = labelled(confidence=0.99, min_class_share=1.0)
+    assert np.array_equal(everything, values[best])  # every voxel: the most probable class
+    assert all(needed[name] <= 0.99 for name in ("background", "blob", "rim"))
+    half, needed = labelled(confidence=0.99, min_class_share=0.5)
+    for channel, name in enumerate(["background", "blob", "rim"]):
+        own = best == channel
+        threshold = min(0.99, np.quantile(top[own], 0.5))
+        assert needed[name] == pytest.approx(threshold, abs=1e-4)
+        kept = half[own] == values[channel]
+        assert np.array_equal(kept, top[own] >= threshold)
+        assert kept.mean() >= 0.5 - 1 / own.sum()  # at least the most confident half
+    plain, needed = labelled(confidence=0.99)
+    assert set(needed.values()) == {0.99}
+    assert np.count_nonzero(plain != 256) < np.count_nonzero(half != 256)
+    with pytest.raises(ConfigError, match="min_class_share applies to multiclass"):
+        parse_train_config(
+            recipe(
+                multiclass_data,
+                pseudo_labels=pseudo_settings(unlabelled, "m", min_class_share=0.5),
+            )
+        )

@@ -313,6 +313,15 @@ class PseudoLabelSettings(_Settings):
     sources: list[ImageSource] = Field(min_length=1)
     confidence: float = Field(default=0.8, gt=0.5, lt=1.0)
     share: float = Field(default=0.5, gt=0.0, lt=1.0)
+    min_class_share: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Multiclass: each class keeps at least this share of the voxels the "
+        "teacher predicts as it (its most confident ones), even below confidence, so that a "
+        "class the teacher is never sure of (a rare one) does not vanish from the "
+        "pseudo-labels (class-balanced self-training, Zou et al. 2018).",
+    )
 
 
 class TargetSettings(_Settings):
@@ -629,6 +638,8 @@ class TrainConfig(_Settings):
                 "pseudo_labels works with binary, foreground_boundary and multiclass targets "
                 f"(the teacher's probabilities are thresholded), not {self.target.type}"
             )
+        if pseudo is not None and pseudo.min_class_share and self.target.type != "multiclass":
+            raise ValueError("pseudo_labels.min_class_share applies to multiclass targets only")
         gt = self.evaluation.ground_truth_instances
         if gt is not None and len(gt) != len(self.test):
             raise ValueError(
@@ -1181,26 +1192,36 @@ def _label_with_teacher(
     *,
     confidence: float,
     ignore: int,
+    min_class_share: float | None = None,
 ) -> tuple[NDArray[Any], dict[str, float]]:
-    """Pseudo-labels of the teacher's maps and the fraction of voxels of each value.
+    """Pseudo-labels of the teacher's maps and the probability each class needed.
 
     Binary and foreground_boundary: foreground probability ``>= confidence`` -> 1,
     ``<= 1 - confidence`` -> 0. Multiclass: the most probable class where its probability
-    is ``>= confidence``, as the recipe's label value of that class. The rest ``ignore``.
+    is ``>= confidence`` (with ``min_class_share``: or among that share of the class's
+    most probable voxels), as the recipe's label value of that class. The rest ``ignore``.
     """
     if target.type != "multiclass":
         foreground = maps[list(teacher_channels).index("foreground")]
         labels = np.full(foreground.shape, ignore, dtype=np.uint8)
         labels[foreground >= confidence] = 1
         labels[foreground <= 1.0 - confidence] = 0
-    else:
-        names = _shown_classes(target)
-        lookup = np.array([names[name] for name in teacher_channels])
-        dtype = np.min_scalar_type(max(ignore, int(lookup.max())))
-        labels = np.full(maps.shape[1:], ignore, dtype=np.result_type(np.uint8, dtype))
-        sure = maps.max(axis=0) >= confidence
-        labels[sure] = lookup[np.argmax(maps, axis=0)[sure]]
-    return labels, _label_fractions(labels, target, ignore)
+        return labels, {"foreground": confidence, "background": confidence}
+    names = _shown_classes(target)
+    lookup = np.array([names[name] for name in teacher_channels])
+    dtype = np.min_scalar_type(max(ignore, int(lookup.max())))
+    labels = np.full(maps.shape[1:], ignore, dtype=np.result_type(np.uint8, dtype))
+    best = np.argmax(maps, axis=0)
+    top = np.take_along_axis(maps, best[None], axis=0)[0]
+    needed = np.full(len(teacher_channels), confidence, dtype=np.float64)
+    if min_class_share:
+        for channel in range(len(teacher_channels)):
+            predicted = top[best == channel]
+            if predicted.size:
+                needed[channel] = min(confidence, np.quantile(predicted, 1.0 - min_class_share))
+    sure = top >= needed[best]
+    labels[sure] = lookup[best[sure]]
+    return labels, {name: round(float(needed[i]), 4) for i, name in enumerate(teacher_channels)}
 
 
 def _label_fractions(labels: NDArray[Any], target: TargetSettings, ignore: int) -> dict[str, float]:
@@ -1215,10 +1236,10 @@ def _label_fractions(labels: NDArray[Any], target: TargetSettings, ignore: int) 
 
 def _pseudo_label_key(
     config: TrainConfig,
+    settings: PseudoLabelSettings,
     teacher_folder: Path,
     source: ImageSource,
     *,
-    confidence: float,
     ignore: int,
 ) -> str:
     """Return a digest of everything a teacher's pseudo-labels of ``source`` depend on."""
@@ -1231,7 +1252,10 @@ def _pseudo_label_key(
         json.dumps(
             {
                 "source": source.describe(),
-                "confidence": confidence,
+                # what labels a voxel (not: which model, images, share of the patches)
+                "settings": settings.model_dump(
+                    mode="json", exclude={"teacher", "sources", "share"}
+                ),
                 "ignore": ignore,
                 "target": config.target.model_dump(mode="json"),
                 "device": config.device,
@@ -1243,8 +1267,10 @@ def _pseudo_label_key(
     return digest.hexdigest()
 
 
-def _saved_pseudo_labels(folder: Path, index: int, key: str) -> NDArray[Any] | None:
-    """Read the labels :func:`save_pseudo_labels` wrote with this key, if any."""
+def _saved_pseudo_labels(
+    folder: Path, index: int, key: str
+) -> tuple[NDArray[Any], dict[str, Any]] | None:
+    """Read the labels and notes :func:`save_pseudo_labels` wrote with this key, if any."""
     record = folder / f"pseudo-labels-{index}.json"
     labels = folder / f"pseudo-labels-{index}.tif"
     if not (record.is_file() and labels.is_file()):
@@ -1255,18 +1281,18 @@ def _saved_pseudo_labels(folder: Path, index: int, key: str) -> NDArray[Any] | N
         return None
     if saved.get("key") != key:
         return None
-    return np.asarray(tifffile.imread(labels))
+    return np.asarray(tifffile.imread(labels)), saved
 
 
 def save_pseudo_labels(
-    folder: Path, index: int, labels: NDArray[Any], key: str, fractions: Mapping[str, float]
+    folder: Path, index: int, labels: NDArray[Any], key: str, notes: Mapping[str, Any]
 ) -> str:
     """Write a teacher's pseudo-labels (at the image's own voxel size) into a training folder.
 
     ``pseudo-labels-<index>.tif`` (zlib-compressed) and ``pseudo-labels-<index>.json`` (the
-    key of everything they depend on: teacher files, image, confidence, target) are written
-    atomically; a resumed training reuses them when its key is the same. Returns the TIFF's
-    name.
+    key of everything they depend on: teacher files, image, settings, target; and
+    ``notes``, e.g. the voxel fractions) are written atomically; a resumed training reuses
+    them when its key is the same. Returns the TIFF's name.
     """
     tiff = folder / f"pseudo-labels-{index}.tif"
     record = folder / f"pseudo-labels-{index}.json"
@@ -1277,7 +1303,7 @@ def save_pseudo_labels(
         )
     with atomic_output(record, overwrite=True) as tmp:
         tmp.write_text(
-            json.dumps({"key": key, "voxel_fractions": dict(fractions)}, indent=1),
+            json.dumps({**notes, "key": key}, indent=1),
             encoding="utf-8",
         )
     return tiff.name
@@ -1329,22 +1355,26 @@ def load_pseudo_labelled(
         where = _where(source, layer)
         image = _read(layer, source.z_range, where)
         native_size = layer.voxel_size
-        key = _pseudo_label_key(
-            config, teacher_folder, source, confidence=confidence, ignore=ignore
-        )
+        key = _pseudo_label_key(config, settings, teacher_folder, source, ignore=ignore)
         saved = _saved_pseudo_labels(reuse_from, index, key) if reuse_from else None
-        if saved is not None and saved.shape == image.shape:
+        if saved is not None and saved[0].shape == image.shape:
             log.info("reusing the pseudo-labels of %s saved in %s", where, reuse_from)
-            labels, fractions = saved, _label_fractions(saved, config.target, ignore)
+            labels, needed = saved[0], saved[1].get("class_confidence", {})
         else:
             log.info("pseudo-labelling %s %s with %s", where, image.shape, settings.teacher)
             maps = predict_block(
                 network, image, spec=spec, voxel_size=native_size, device=config.device
             )
-            labels, fractions = _label_with_teacher(
-                maps, spec.channels, config.target, confidence=confidence, ignore=ignore
+            labels, needed = _label_with_teacher(
+                maps,
+                spec.channels,
+                config.target,
+                confidence=confidence,
+                ignore=ignore,
+                min_class_share=settings.min_class_share,
             )
             del maps
+        fractions = _label_fractions(labels, config.target, ignore)
         native_labels = labels
         missing = [name for name, share in fractions.items() if name != "ignored" and not share]
         if config.target.type != "multiclass":
@@ -1358,7 +1388,8 @@ def load_pseudo_labelled(
             raise ConfigError(
                 f"teacher {settings.teacher!r} is sure (confidence {confidence}) of no "
                 f"voxel of {where} in the classes {missing}; lower "
-                "pseudo_labels.confidence or use a better teacher"
+                "pseudo_labels.confidence, set pseudo_labels.min_class_share or use a better "
+                "teacher"
             )
         size = native_size
         if voxel_size_nm is not None:
@@ -1392,6 +1423,7 @@ def load_pseudo_labelled(
                 "native_voxel_size_nm": list(native_size.as_tuple()),
                 "license": license_text,
                 "voxel_fractions": {name: round(share, 4) for name, share in fractions.items()},
+                **({"class_confidence": needed} if config.target.type == "multiclass" else {}),
             }
         )
     teacher_licences = card.get("license", {}).get("training_data", [])
@@ -2828,9 +2860,8 @@ def run_training(
         entry = pseudo_record["images"][index]
         if loaded.made is not None:
             labels, key = loaded.made
-            entry["labels_file"] = save_pseudo_labels(
-                folder, index, labels, key, entry["voxel_fractions"]
-            )
+            notes = {k: entry[k] for k in ("voxel_fractions", "class_confidence") if k in entry}
+            entry["labels_file"] = save_pseudo_labels(folder, index, labels, key, notes)
             loaded.made = None  # the folder holds them now
         entry["preview"] = _save_pseudo_preview(
             folder / f"pseudo-labels-{index}.png", loaded, config.target
