@@ -86,7 +86,8 @@ def save_orthoslices(
         ax.set_yticks([])
     handles = [Line2D([], [], color=c, lw=3, label=n) for n, c in colors.items()]
     if handles:
-        fig.legend(handles=handles, loc="upper right", ncol=len(handles), frameon=False)
+        # below the planes: at the top a long title and a wide legend overlapped
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     if title:
         fig.suptitle(title, fontsize=11)
     fig.savefig(os.fspath(path), dpi=dpi)
