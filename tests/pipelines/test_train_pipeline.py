@@ -778,7 +778,9 @@ def test_training_with_pseudo_labels_records_the_teacher(teacher, tiny_data, unl
     assert "pseudo_labels" in yaml.safe_load((outcome.output / "recipe.yaml").read_text())
     shown = CliRunner().invoke(models_app, ["show", str(outcome.model)])
     assert shown.exit_code == 0, shown.output
-    assert "pseudo-labelled by tiny-blobs (confidence 0.8, 50% of the patches)" in shown.output
+    assert f"pseudo-labelled by tiny-blobs ({teacher.model}) (confidence 0.8, 50% of the" in (
+        shown.output.replace("\n", " ")
+    )
 
 
 def test_a_teacher_that_saw_the_tested_sections_is_refused(teacher, tiny_data, unlabelled):
@@ -947,7 +949,9 @@ def test_training_with_multiclass_pseudo_labels(
             target=MULTICLASS,
             epochs=1,
             output=str(tmp_path / "student"),
-            pseudo_labels=pseudo_settings(unlabelled, multiclass_teacher.model),
+            pseudo_labels=pseudo_settings(
+                unlabelled, multiclass_teacher.model, confidence=0.99, min_class_share=0.9
+            ),
         )
     )
     (loaded,), _ = load_pseudo_labelled(config)
@@ -959,6 +963,11 @@ def test_training_with_multiclass_pseudo_labels(
     assert record["teacher_name"] == "tiny-classes"
     assert "rim" in record["images"][0]["voxel_fractions"]
     assert (outcome.output / record["images"][0]["preview"]).read_bytes()[:4] == b"\x89PNG"
+    lowered = {k: v for k, v in record["images"][0]["class_confidence"].items() if v < 0.99}
+    assert lowered  # the tiny teacher is not 0.99 sure of 90% of any class's voxels
+    shown = CliRunner().invoke(models_app, ["show", str(outcome.model)]).output
+    for name, needed in lowered.items():
+        assert f"{name} from {needed:.2f}" in shown.replace("\n", " ")
 
 
 def test_a_teacher_without_the_recipes_classes_is_refused(

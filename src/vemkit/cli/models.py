@@ -84,12 +84,21 @@ def models_show_command(
     for entry in card.get("training_data") or []:
         lines.append(f"  trained on: {json.dumps(entry)}")
     pseudo = card.get("pseudo_labels") or {}
+    teacher = pseudo.get("teacher")
+    teacher_name = pseudo.get("teacher_name") or teacher
     for entry in pseudo.get("images", []):
         where = {k: v for k, v in entry.items() if k in ("dataset", "image", "z_range")}
+        lowered = {
+            name: needed
+            for name, needed in (entry.get("class_confidence") or {}).items()
+            if needed < pseudo.get("confidence", 0)
+        }
+        below = "".join(f", {name} from {needed:.2f}" for name, needed in lowered.items())
         lines.append(
-            f"  pseudo-labelled by {pseudo.get('teacher_name') or pseudo.get('teacher')} "
-            f"(confidence {pseudo.get('confidence')}, {pseudo.get('share', 0):.0%} of the "
-            f"patches): {json.dumps(where)}"
+            f"  pseudo-labelled by {teacher_name}"
+            + (f" ({teacher})" if teacher != teacher_name else "")
+            + f" (confidence {pseudo.get('confidence')}{below}, "
+            f"{pseudo.get('share', 0):.0%} of the patches): {json.dumps(where)}"
         )
     for entry in card.get("test_data") or []:
         lines.append(f"  held out: {json.dumps(entry)}")
