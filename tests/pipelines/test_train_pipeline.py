@@ -694,6 +694,13 @@ def pseudo_settings(image, teacher, **changes):
     }
 
 
+def student_config(data, image, teacher, output):
+    """A one-epoch recipe that also learns from the teacher's pseudo-labels of ``image``."""
+    return parse_train_config(
+        recipe(data, epochs=1, output=str(output), pseudo_labels=pseudo_settings(image, teacher))
+    )
+
+
 def test_pseudo_labels_are_the_teachers_confident_voxels(teacher, tiny_data, unlabelled):
     from vemkit.pipelines.predict import load_predictor, predict_block
     from vemkit.pipelines.train import PSEUDO_IGNORE, load_pseudo_labelled
@@ -758,14 +765,7 @@ def test_pseudo_labelled_patches_get_their_share_and_ignore_unsure_voxels(
 
 
 def test_training_with_pseudo_labels_records_the_teacher(teacher, tiny_data, unlabelled, tmp_path):
-    config = parse_train_config(
-        recipe(
-            tiny_data,
-            epochs=1,
-            output=str(tmp_path / "student"),
-            pseudo_labels=pseudo_settings(unlabelled, teacher.model),
-        )
-    )
+    config = student_config(tiny_data, unlabelled, teacher.model, tmp_path / "student")
     outcome = run_training(config)
     card = outcome.card
     assert card["pseudo_labels"]["teacher"] == str(teacher.model)
@@ -1010,14 +1010,7 @@ def test_resuming_reuses_the_saved_pseudo_labels(
 ):
     import vemkit.pipelines.train as train_module
 
-    config = parse_train_config(
-        recipe(
-            tiny_data,
-            epochs=1,
-            output=str(tmp_path / "student"),
-            pseudo_labels=pseudo_settings(unlabelled, teacher.model),
-        )
-    )
+    config = student_config(tiny_data, unlabelled, teacher.model, tmp_path / "student")
     first = run_training(config)
     entry = first.card["pseudo_labels"]["images"][0]
     saved = tifffile.imread(first.output / entry["labels_file"])
