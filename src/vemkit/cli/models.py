@@ -138,9 +138,12 @@ def models_show_command(
                 for key, entry in volume["metrics"].items()
             ]
             objects = f" on {volume['n_gt']} true objects" if volume.get("n_gt") else ""
+            # multi-class scores carry no intervals (yet)
+            intervals = any(e.get("low") is not None for e in volume["metrics"].values())
             lines.append(
                 f"  recipe cross-validated ({cross['folds']} folds over {name}sections "
-                f"{first}-{stop - 1}{tta}, 95% intervals{objects}): " + ", ".join(parts)
+                f"{first}-{stop - 1}{tta}{', 95% intervals' if intervals else ''}{objects}): "
+                + ", ".join(parts)
             )
     left_out = card.get("leave_one_out")
     if left_out:
