@@ -1234,20 +1234,26 @@ def _label_fractions(labels: NDArray[Any], target: TargetSettings, ignore: int) 
     return fractions
 
 
-def _pseudo_label_key(
-    config: TrainConfig,
-    settings: PseudoLabelSettings,
-    teacher_folder: Path,
-    source: ImageSource,
-    *,
-    ignore: int,
-) -> str:
-    """Return a digest of everything a teacher's pseudo-labels of ``source`` depend on."""
+def _teacher_digest(teacher_folder: Path) -> str:
+    """Return a digest of a model folder's card and weights files."""
     digest = hashlib.sha256()
     for path in sorted(teacher_folder.iterdir()):
         if path.suffix in (".json", ".safetensors") and path.is_file():
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _pseudo_label_key(
+    config: TrainConfig,
+    settings: PseudoLabelSettings,
+    teacher_digest: str,
+    source: ImageSource,
+    *,
+    ignore: int,
+) -> str:
+    """Return a digest of everything a teacher's pseudo-labels of ``source`` depend on."""
+    digest = hashlib.sha256(teacher_digest.encode())
     digest.update(
         json.dumps(
             {
@@ -1345,7 +1351,7 @@ def load_pseudo_labelled(
         return [], {}
     check_source_models(config)
     network, spec, card = load_predictor(settings.teacher, device=config.device)
-    teacher_folder = resolve_model(settings.teacher)
+    teacher_digest = _teacher_digest(resolve_model(settings.teacher))  # once, not per image
     confidence = settings.confidence
     ignore = pseudo_ignore_value(config.target)
     loaded: list[LoadedSource] = []
@@ -1355,7 +1361,7 @@ def load_pseudo_labelled(
         where = _where(source, layer)
         image = _read(layer, source.z_range, where)
         native_size = layer.voxel_size
-        key = _pseudo_label_key(config, settings, teacher_folder, source, ignore=ignore)
+        key = _pseudo_label_key(config, settings, teacher_digest, source, ignore=ignore)
         saved = _saved_pseudo_labels(reuse_from, index, key) if reuse_from else None
         if saved is not None and saved[0].shape == image.shape:
             log.info("reusing the pseudo-labels of %s saved in %s", where, reuse_from)
