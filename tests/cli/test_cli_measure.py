@@ -96,12 +96,13 @@ def test_evaluate_ci_adds_bootstrap_intervals(seg):
     assert "block bootstrap" in human.stdout
 
 
-def test_evaluate_ci_on_masks_and_not_on_multiclass_maps(seg, tmp_path):
+def test_evaluate_ci_on_masks_and_multiclass_maps(seg, tmp_path):
     path, truth, pred = seg
     ds = Dataset.open(path)
     ds.add_layer("pred_mask", (pred > 0).astype(np.uint8), kind="labels")
     ds.add_layer("true_mask", (truth > 0).astype(np.uint8), kind="labels")
     ds.add_layer("classes", np.minimum(truth, 2).astype(np.uint8), kind="labels")
+    ds.add_layer("pred_classes", np.minimum(pred, 2).astype(np.uint8), kind="labels")
     masks = run(
         "evaluate", f"{path}/labels/pred_mask", f"{path}/labels/true_mask", "--ci", "--json"
     )
@@ -109,9 +110,19 @@ def test_evaluate_ci_on_masks_and_not_on_multiclass_maps(seg, tmp_path):
     intervals = json.loads(masks.stdout)["confidence_intervals"]
     assert intervals["n_gt"] == 3  # the connected components of the mask
     classes = f"{path}/labels/classes"
-    multiclass = run("evaluate", classes, classes, "--mode", "semantic", "--ci")
-    assert multiclass.exit_code == 2
-    assert "multi-class" in multiclass.stderr
+    args = ("evaluate", f"{path}/labels/pred_classes", classes, "--mode", "semantic", "--ci")
+    multiclass = run(*args, "--resamples", 200, "--json")
+    assert multiclass.exit_code == 0, multiclass.output
+    scores = json.loads(multiclass.stdout)
+    intervals = scores["confidence_intervals"]
+    assert intervals["dice"]["value"] == pytest.approx(scores["dice"])  # the macro Dice
+    assert intervals["weighted_f1"]["value"] == pytest.approx(scores["weighted_f1"])
+    assert set(intervals["per_class"]) == {"1", "2"}  # as evaluate(): background is not a class
+    for name, entry in intervals["per_class"].items():
+        assert entry["value"] == pytest.approx(scores["per_class"][name]["f1"])
+    human = run(*args)
+    assert human.exit_code == 0, human.output
+    assert "class 2 F1" in human.stdout
 
 
 def test_evaluate_shape_mismatch_is_a_clear_error(seg, tmp_path):

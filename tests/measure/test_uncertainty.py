@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from vemkit.errors import ConfigError, InvalidVolumeError
-from vemkit.measure import bootstrap_scores, default_blocks, evaluate, paired_difference
+from vemkit.measure import (
+    bootstrap_class_scores,
+    bootstrap_scores,
+    default_blocks,
+    evaluate,
+    paired_difference,
+)
 from vemkit.measure.uncertainty import _block_ids
 
 
@@ -209,3 +215,70 @@ def test_several_runs_per_side_pool_and_widen_by_their_disagreement() -> None:
     assert mixed["high"] - mixed["low"] > 1.2 * (merged["high"] - merged["low"])
     with pytest.raises(ConfigError, match="at least one run"):
         paired_difference([], good)
+
+
+# --- multi-class ------------------------------------------------------------------------------
+def _classes_scene(seed: int = 0, *, errors: float = 0.1):
+    """Truth: 4 classes (a rare one); prediction: truth with a share of voxels relabelled."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros((2, 64, 64), np.uint8)
+    truth[:, 16:48, :] = 1
+    truth[:, :, 40:56] = 2
+    truth[:, 5:9, 5:9] = 3  # rare: in one block only
+    truth[0, 60:, :] = 255  # unannotated
+    pred = truth.copy()
+    pred[truth == 255] = 0
+    flip = rng.random(truth.shape) < errors
+    pred[flip] = rng.integers(0, 4, size=int(flip.sum()))
+    return pred, truth
+
+
+def test_class_scores_are_those_of_evaluate_with_intervals() -> None:
+    pred, truth = _classes_scene()
+    names = ("cytosol", "membrane", "mito", "synapse")
+    result = bootstrap_class_scores(
+        pred, truth, (0, 1, 2, 3), names=names, ignore_label=255, n_resamples=300
+    )
+    scores = evaluate(
+        pred, truth, voxel_size=(50, 5, 5), instance=False, classes=(0, 1, 2, 3), ignore_label=255
+    )
+    assert result["macro_f1"]["value"] == pytest.approx(scores["dice"])
+    assert result["weighted_f1"]["value"] == pytest.approx(scores["weighted_f1"])
+    for index, name in enumerate(names):
+        entry = result["per_class"][name]
+        assert entry["value"] == pytest.approx(scores["per_class"][str(index)]["f1"])
+        assert entry["low"] <= entry["value"] <= entry["high"]
+    # the rare class sits in a few blocks: its interval is the widest
+    widths = {n: e["high"] - e["low"] for n, e in result["per_class"].items()}
+    assert max(widths, key=widths.get) == "synapse"
+    assert result["weighted_f1"]["low"] < result["weighted_f1"]["high"]
+
+
+def test_class_block_counts_pair_like_the_binary_ones() -> None:
+    good, truth = _classes_scene(1, errors=0.05)
+    bad, _ = _classes_scene(2, errors=0.2)
+    kwargs = {"names": ("a", "b", "c", "d"), "ignore_label": 255, "block_counts": True}
+    ci_good = bootstrap_class_scores(good, truth, (0, 1, 2, 3), n_resamples=50, **kwargs)
+    ci_bad = bootstrap_class_scores(bad, truth, (0, 1, 2, 3), n_resamples=50, **kwargs)
+    counts = ci_good["block_counts"]
+    assert counts["classes"] == ["a", "b", "c", "d"]
+    assert len(counts["intersection"]) == 4
+    assert len(counts["intersection"][0]) == 16
+    same = paired_difference(counts, counts, n_resamples=100)
+    assert set(same) == {"macro_f1", "weighted_f1", "f1_a", "f1_b", "f1_c", "f1_d"}
+    assert all(e["difference"] == e["low"] == e["high"] == 0.0 for e in same.values())
+    gain = paired_difference(ci_bad["block_counts"], counts, n_resamples=300)
+    for key, label in (("macro_f1", "macro_f1"), ("weighted_f1", "weighted_f1")):
+        assert gain[key]["a"] == pytest.approx(ci_bad[label]["value"])
+        assert gain[key]["b"] == pytest.approx(ci_good[label]["value"])
+        assert 0 < gain[key]["low"] <= gain[key]["difference"] <= gain[key]["high"]
+        assert gain[key]["p_better"] == 1.0
+    assert gain["f1_d"]["b"] == pytest.approx(ci_good["per_class"]["d"]["value"])
+
+
+def test_class_scores_refuse_bad_names() -> None:
+    pred, truth = _classes_scene()
+    with pytest.raises(ConfigError, match="one distinct name per class"):
+        bootstrap_class_scores(pred, truth, (0, 1), names=("a",))
+    with pytest.raises(ConfigError, match="at least one class"):
+        bootstrap_class_scores(pred, truth, ())

@@ -12,6 +12,7 @@ import pytest
 import tifffile
 import torch
 import yaml
+from scipy import ndimage
 from typer.testing import CliRunner
 
 from vemkit.cli.main import app
@@ -501,6 +502,48 @@ def test_semantic_targets_report_pixel_f1_with_its_interval(tubes, tmp_path, one
     assert f1["low"] <= f1["value"] <= f1["high"]
     assert "foreground_f1_tolerant" in metrics
     assert not any(key.startswith("object_f1") for key in metrics)
+
+
+def test_multiclass_targets_get_intervals_and_are_compared_paired(tubes, tmp_path):
+    # the tubes as three classes: background, tube inside, tube rim (a thin, rarer class)
+    image = tifffile.imread(tubes / "raw.tif")
+    tubes_in = tifffile.imread(tubes / "labels.tif") > 0
+    inside = ndimage.binary_erosion(tubes_in, structure=np.ones((1, 3, 3), bool))
+    tifffile.imwrite(tmp_path / "raw.tif", image)
+    tifffile.imwrite(tmp_path / "labels.tif", np.where(tubes_in, np.where(inside, 1, 2), 0))
+    target = {
+        "type": "multiclass",
+        "classes": {0: 0, 1: 1, 2: 2},
+        "class_names": ["background", "tube", "rim"],
+    }
+    data = tube_recipe(tmp_path, epochs=2, target=target)
+    data["evaluation"] = {"instances": "none"}
+    config = parse_train_config(data)
+    a = run_crossval(config, folds=2, output=tmp_path / "a").report
+    b = run_crossval(config, folds=2, output=tmp_path / "b", tta=True).report
+    pooled = a["pooled"]
+    intervals = pooled["confidence_intervals"]
+    assert intervals["n_blocks"] == 2 * 16
+    assert intervals["weighted_f1"]["value"] == pytest.approx(pooled["weighted_f1"])
+    metrics = summarise_crossval(a)["metrics"]
+    assert list(metrics) == ["weighted_f1", "macro_f1", "background_f1", "tube_f1", "rim_f1"]
+    for name, entry in metrics.items():
+        assert entry["low"] <= entry["value"] <= entry["high"], name
+    assert metrics["rim_f1"]["value"] == pooled["per_class"]["rim"]["f1"]
+
+    same = compare_crossval(a, a)["volumes"][0]
+    assert list(same["metrics"]) == list(metrics)
+    assert same["n_blocks"] == 32
+    assert all(m["difference"] == 0.0 for m in same["metrics"].values())
+    result = compare_crossval(a, b)["volumes"][0]["metrics"]
+    macro = result["macro_f1"]
+    assert macro["a"] == pytest.approx(a["pooled"]["macro_f1"])
+    assert macro["b"] == pytest.approx(b["pooled"]["macro_f1"])
+    assert macro["low"] <= macro["difference"] <= macro["high"]
+    assert result["rim_f1"]["b"] == pytest.approx(b["pooled"]["per_class"]["rim"]["f1"])
+    shown = CliRunner().invoke(app, ["crossval-compare", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert shown.exit_code == 0, shown.output
+    assert "rim F1" in shown.output
 
 
 @pytest.fixture(scope="module")

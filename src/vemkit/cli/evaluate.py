@@ -72,6 +72,10 @@ def evaluate_command(
     typer.echo("  object F1 at IoU     " + "  ".join(f"{t}: {_fmt(v)}" for t, v in f1.items()))
     for t, interval in (intervals.get("f1_at") or {}).items():
         typer.echo(f"  object F1 at {t:<7s} {_fmt(f1.get(t))}{_interval(interval)}")
+    for name, interval in (intervals.get("per_class") or {}).items():
+        typer.echo(
+            f"  {'class ' + name + ' F1':20s} {_fmt(interval['value'])}{_interval(interval)}"
+        )
     for key in (
         "hausdorff_mean_nm",
         "hausdorff_95_nm",

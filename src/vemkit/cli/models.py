@@ -123,13 +123,15 @@ def models_show_command(
     if metrics:
         lines.append("  held-out metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
     cross = card.get("cross_validation")
+    if cross or card.get("leave_one_out"):
+        from vemkit.pipelines.crossval import metric_label
     if cross:
         tta = ", predicted with --tta" if cross.get("tta") else ""
         for volume in cross.get("volumes") or [cross]:
             first, stop = volume["sections"]
             name = f"{volume['volume']} " if volume.get("volume") else ""
             parts = [
-                f"{key.replace('_', ' ')} {entry['value']:.3f}"
+                f"{metric_label(key)} {entry['value']:.3f}"
                 + (
                     f" [{entry['low']:.3f}, {entry['high']:.3f}]"
                     if entry.get("low") is not None
@@ -138,7 +140,7 @@ def models_show_command(
                 for key, entry in volume["metrics"].items()
             ]
             objects = f" on {volume['n_gt']} true objects" if volume.get("n_gt") else ""
-            # multi-class scores carry no intervals (yet)
+            # older reports have no intervals for multi-class scores
             intervals = any(e.get("low") is not None for e in volume["metrics"].values())
             lines.append(
                 f"  recipe cross-validated ({cross['folds']} folds over {name}sections "
@@ -150,8 +152,6 @@ def models_show_command(
         lines.append(
             "  on datasets left out of training (vemkit crossval --by-dataset, 95% intervals):"
         )
-        from vemkit.pipelines.crossval import metric_label
-
         for row in left_out["rows"]:
             metric = metric_label(row["metric"])
             line = f"    {row['source']}: {metric} {_scored(row['unseen'])}"
@@ -270,6 +270,9 @@ def _interval_line(source: dict[str, Any]) -> None:
             ("IoU", intervals.get("iou")),
             ("Dice (= pixel F1)", intervals.get("dice")),
             *((f"F1@{t}", e) for t, e in (intervals.get("f1_at") or {}).items()),
+            ("weighted F1", intervals.get("weighted_f1")),
+            ("macro F1", intervals.get("macro_f1")),
+            *((f"{c} F1", e) for c, e in (intervals.get("per_class") or {}).items()),
         )
         if entry and entry.get("low") is not None
     ]

@@ -49,7 +49,12 @@ from vemkit.measure.statistics import (
     correlate,
     holm_correction,
 )
-from vemkit.measure.uncertainty import bootstrap_scores, default_blocks, paired_difference
+from vemkit.measure.uncertainty import (
+    bootstrap_class_scores,
+    bootstrap_scores,
+    default_blocks,
+    paired_difference,
+)
 
 __all__ = [
     "DEFAULT_THRESHOLDS",
@@ -61,6 +66,7 @@ __all__ = [
     "SemanticScores",
     "ThresholdScores",
     "adapted_rand_error",
+    "bootstrap_class_scores",
     "bootstrap_scores",
     "clark_evans_expectation",
     "compare_groups",

@@ -18,7 +18,7 @@ magnitude of the sampling error, not as an exact coverage guarantee.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import fastremap
@@ -28,7 +28,13 @@ from numpy.typing import NDArray
 from vemkit.errors import ConfigError, InvalidVolumeError
 from vemkit.measure.matching import _check_pair, _check_thresholds, match_instances
 
-__all__ = ["bootstrap_scores", "default_blocks", "paired_difference"]
+__all__ = [
+    "block_count",
+    "bootstrap_class_scores",
+    "bootstrap_scores",
+    "default_blocks",
+    "paired_difference",
+]
 
 
 def default_blocks(shape: Sequence[int], spacing: Sequence[float] | None = None) -> tuple[int, ...]:
@@ -86,6 +92,36 @@ def _object_blocks(
     inverse = {new: old for old, new in mapping.items()}
     ids = np.array([inverse[i] for i in range(1, n + 1)], dtype=labels.dtype)
     return ids, blocks
+
+
+def _checked(
+    caller: str,
+    pred: NDArray[Any],
+    gt: NDArray[Any],
+    *,
+    blocks: Sequence[int] | None,
+    spacing: Sequence[float] | None,
+    n_resamples: int,
+    confidence: float,
+) -> tuple[NDArray[Any], NDArray[Any], tuple[int, ...]]:
+    """Check the arrays and settings of a bootstrap; return the arrays and the block grid."""
+    pred_arr, gt_arr = _check_pair(pred, gt)
+    if pred_arr.ndim not in (2, 3):
+        raise InvalidVolumeError(
+            f"{caller} needs 2-D or 3-D arrays, got {pred_arr.ndim} dimensions"
+        )
+    shape = pred_arr.shape
+    grid = tuple(int(b) for b in blocks) if blocks is not None else default_blocks(shape, spacing)
+    if len(grid) != len(shape) or any(b < 1 or b > n for b, n in zip(grid, shape, strict=True)):
+        raise ConfigError(
+            f"blocks must give 1..axis length blocks for each of the {len(shape)} axes of "
+            f"shape {shape}, got {tuple(blocks) if blocks is not None else grid}"
+        )
+    if int(n_resamples) < 1:
+        raise ConfigError(f"n_resamples must be at least 1, got {n_resamples!r}")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ConfigError(f"confidence must lie in (0, 1), got {confidence!r}")
+    return pred_arr, gt_arr, grid
 
 
 def _interval(
@@ -175,23 +211,17 @@ def bootstrap_scores(
     >>> r["iou"], r["f1_at"]["0.5"]
     ({'value': 1.0, 'low': 1.0, 'high': 1.0}, {'value': 1.0, 'low': 1.0, 'high': 1.0})
     """
-    pred_arr, gt_arr = _check_pair(pred, gt)
-    if pred_arr.ndim not in (2, 3):
-        raise InvalidVolumeError(
-            f"bootstrap_scores needs 2-D or 3-D arrays, got {pred_arr.ndim} dimensions"
-        )
+    pred_arr, gt_arr, grid = _checked(
+        "bootstrap_scores",
+        pred,
+        gt,
+        blocks=blocks,
+        spacing=spacing,
+        n_resamples=n_resamples,
+        confidence=confidence,
+    )
     thresholds_t = _check_thresholds(thresholds)
     shape = pred_arr.shape
-    grid = tuple(int(b) for b in blocks) if blocks is not None else default_blocks(shape, spacing)
-    if len(grid) != len(shape) or any(b < 1 or b > n for b, n in zip(grid, shape, strict=True)):
-        raise ConfigError(
-            f"blocks must give 1..axis length blocks for each of the {len(shape)} axes of "
-            f"shape {shape}, got {tuple(blocks) if blocks is not None else grid}"
-        )
-    if int(n_resamples) < 1:
-        raise ConfigError(f"n_resamples must be at least 1, got {n_resamples!r}")
-    if not 0.0 < float(confidence) < 1.0:
-        raise ConfigError(f"confidence must lie in (0, 1), got {confidence!r}")
 
     block_of_voxel = _block_ids(shape, grid)
     n_blocks = int(np.prod(grid))
@@ -247,23 +277,200 @@ def bootstrap_scores(
     return result
 
 
+def _class_f1(
+    inter: NDArray[np.float64], pred: NDArray[np.float64], truth: NDArray[np.float64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per-class voxel F1, macro F1 and support-weighted F1 of ``(..., classes)`` totals.
+
+    As :func:`~vemkit.measure.metrics.semantic_scores`: a class in neither image has no F1
+    and is left out of both averages; the weights are the true voxels of each class.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * inter / (pred + truth)
+        present = np.isfinite(f1)
+        scored = np.where(present, f1, 0.0)
+        macro = scored.sum(axis=-1) / present.sum(axis=-1)
+        support = np.where(present, truth, 0.0)
+        weighted = (scored * support).sum(axis=-1) / support.sum(axis=-1)
+    return f1, macro, weighted
+
+
+def _percentile_interval(
+    values: NDArray[np.float64], value: float, confidence: float
+) -> dict[str, float | None]:
+    finite = values[np.isfinite(values)]
+    if not math.isfinite(value) or finite.size == 0:
+        return {"value": None, "low": None, "high": None}
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(finite, [tail, 100 - tail])
+    return {"value": value, "low": float(low), "high": float(high)}
+
+
+def bootstrap_class_scores(
+    pred: NDArray[np.integer[Any]],
+    gt: NDArray[np.integer[Any]],
+    classes: Sequence[int],
+    *,
+    names: Sequence[str] | None = None,
+    blocks: Sequence[int] | None = None,
+    spacing: Sequence[float] | None = None,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    ignore_label: int | None = None,
+    seed: int = 0,
+    block_counts: bool = False,
+) -> dict[str, Any]:
+    """Confidence intervals of multi-class voxel F1 (per class, macro, weighted) by block bootstrap.
+
+    The multi-class counterpart of :func:`bootstrap_scores`: per block it counts each
+    class's true-positive, predicted and true voxels, and recomputes per-class F1, their
+    mean (macro F1) and their support-weighted mean (weighted F1) on resampled sets of
+    blocks. A rare class (synapses) lies in a few blocks only, so its interval is wide.
+
+    Parameters
+    ----------
+    pred, gt : (Z, Y, X) or (Y, X) ndarray of int
+        Predicted and true class labels of the same shape.
+    classes : sequence of int
+        The label values scored (as ``classes`` of :func:`~vemkit.measure.evaluate`).
+    names : sequence of str, optional
+        A name per class for the result (default: the label values as text).
+    blocks, spacing, n_resamples, confidence, ignore_label, seed, block_counts
+        As in :func:`bootstrap_scores`.
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``method``, ``blocks``, ``n_blocks``, ``n_resamples``, ``confidence``,
+        ``macro_f1``, ``weighted_f1`` and ``per_class`` (name -> ``{"value", "low",
+        "high"}``); ``value`` equals the score of the whole volume. With
+        ``block_counts``: ``block_counts`` = ``classes`` (the names) and, per class, lists
+        per block of ``intersection``, ``predicted`` and ``truth`` voxels.
+
+    Raises
+    ------
+    InvalidVolumeError
+        For arrays that are not integer, differ in shape or are not 2-D / 3-D.
+    ConfigError
+        For no classes, names not one per class, invalid blocks, resamples or confidence.
+
+    Examples
+    --------
+    >>> gt = np.zeros((1, 8, 8), np.uint8); gt[0, :, 4:] = 1
+    >>> r = bootstrap_class_scores(gt, gt, (0, 1), names=("a", "b"), n_resamples=20)
+    >>> r["macro_f1"], r["per_class"]["b"]
+    ({'value': 1.0, 'low': 1.0, 'high': 1.0}, {'value': 1.0, 'low': 1.0, 'high': 1.0})
+    """
+    pred_arr, gt_arr, grid = _checked(
+        "bootstrap_class_scores",
+        pred,
+        gt,
+        blocks=blocks,
+        spacing=spacing,
+        n_resamples=n_resamples,
+        confidence=confidence,
+    )
+    labels = [int(c) for c in classes]
+    if not labels:
+        raise ConfigError("give at least one class to score")
+    names_t = [str(c) for c in labels] if names is None else [str(n) for n in names]
+    if len(names_t) != len(labels) or len(set(names_t)) != len(names_t):
+        raise ConfigError(f"give one distinct name per class: {len(labels)} classes, {names_t}")
+    shape = pred_arr.shape
+    block_of_voxel = _block_ids(shape, grid)
+    n_blocks = int(np.prod(grid))
+    known = None if ignore_label is None else gt_arr != ignore_label
+
+    def per_block(mask: NDArray[np.bool_]) -> NDArray[np.float64]:
+        if known is not None:
+            mask &= known
+        return np.bincount(block_of_voxel[mask], minlength=n_blocks).astype(np.float64)
+
+    # (classes, blocks) voxel counts
+    inter = np.stack([per_block((pred_arr == c) & (gt_arr == c)) for c in labels])
+    p_sum = np.stack([per_block(pred_arr == c) for c in labels])
+    g_sum = np.stack([per_block(gt_arr == c) for c in labels])
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=int(n_resamples))
+    weights = weights.astype(np.float64)
+    f1, macro, weighted = _class_f1(inter.sum(1), p_sum.sum(1), g_sum.sum(1))
+    f1_r, macro_r, weighted_r = _class_f1(weights @ inter.T, weights @ p_sum.T, weights @ g_sum.T)
+    result: dict[str, Any] = {
+        "method": "spatial block bootstrap (percentile interval)",
+        "blocks": list(grid),
+        "n_blocks": n_blocks,
+        "n_resamples": int(n_resamples),
+        "confidence": float(confidence),
+        "macro_f1": _percentile_interval(macro_r, float(macro), confidence),
+        "weighted_f1": _percentile_interval(weighted_r, float(weighted), confidence),
+        "per_class": {
+            name: _percentile_interval(f1_r[:, i], float(f1[i]), confidence)
+            for i, name in enumerate(names_t)
+        },
+    }
+    if block_counts:
+        result["block_counts"] = {
+            "classes": names_t,
+            "intersection": [_ints(row) for row in inter],
+            "predicted": [_ints(row) for row in p_sum],
+            "truth": [_ints(row) for row in g_sum],
+        }
+    return result
+
+
+# A pooled score: the per-block counts it is made of, (parts, blocks), and the score of
+# their totals, (..., parts) -> (...).
+_Parts = tuple[NDArray[np.float64], Callable[[NDArray[np.float64]], NDArray[np.float64]]]
+
+
+def _ratio(totals: NDArray[np.float64]) -> NDArray[np.float64]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return totals[..., 0] / totals[..., 1]
+
+
 def _ints(values: NDArray[Any]) -> list[int]:
     return [int(v) for v in np.rint(values)]
 
 
-def _ratios(counts: dict[str, Any]) -> dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]]:
-    """Numerator and denominator per block of each pooled score in ``block_counts``."""
+def _score_parts(counts: dict[str, Any]) -> dict[str, _Parts]:
+    """Per-block counts and score function of each pooled score in ``block_counts``."""
     inter = np.asarray(counts["intersection"], dtype=np.float64)
     p_sum = np.asarray(counts["predicted"], dtype=np.float64)
     g_sum = np.asarray(counts["truth"], dtype=np.float64)
-    ratios = {"iou": (inter, p_sum + g_sum - inter), "dice": (2 * inter, p_sum + g_sum)}
+    if "classes" in counts:  # of bootstrap_class_scores: (classes, blocks) each
+        n = len(counts["classes"])
+        stacked = np.concatenate([inter, p_sum, g_sum])
+
+        def average(index: int) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+            return lambda t: _class_f1(t[..., :n], t[..., n : 2 * n], t[..., 2 * n :])[index]
+
+        parts: dict[str, _Parts] = {
+            "macro_f1": (stacked, average(1)),
+            "weighted_f1": (stacked, average(2)),
+        }
+        for i, name in enumerate(counts["classes"]):
+            parts[f"f1_{name}"] = (np.stack([2 * inter[i], p_sum[i] + g_sum[i]]), _ratio)
+        return parts
+    parts = {
+        "iou": (np.stack([inter, p_sum + g_sum - inter]), _ratio),
+        "dice": (np.stack([2 * inter, p_sum + g_sum]), _ratio),
+    }
     if "matched" in counts:
         objects = np.asarray(counts["n_gt"], dtype=np.float64) + np.asarray(
             counts["n_pred"], dtype=np.float64
         )
         for key, matched in counts["matched"].items():
-            ratios[f"f1_at_{key}"] = (2 * np.asarray(matched, dtype=np.float64), objects)
-    return ratios
+            parts[f"f1_at_{key}"] = (
+                np.stack([2 * np.asarray(matched, dtype=np.float64), objects]),
+                _ratio,
+            )
+    return parts
+
+
+def block_count(counts: dict[str, Any]) -> int:
+    """Count the blocks of ``block_counts`` (of either bootstrap function)."""
+    first = counts["intersection"]
+    return len(first[0]) if "classes" in counts else len(first)
 
 
 def paired_difference(
@@ -294,8 +501,9 @@ def paired_difference(
     Parameters
     ----------
     counts_a, counts_b : dict or sequence of dict
-        ``block_counts`` of :func:`bootstrap_scores` (``block_counts=True``) for each
-        side, one per run, all on the same block grid of the same region.
+        ``block_counts`` of :func:`bootstrap_scores` or :func:`bootstrap_class_scores`
+        (``block_counts=True``) for each side, one per run, all on the same block grid
+        of the same region.
     n_resamples : int, default 2000
         Bootstrap resamples.
     confidence : float, default 0.95
@@ -306,7 +514,8 @@ def paired_difference(
     Returns
     -------
     dict
-        Per score every run has (``iou``, ``dice``, ``f1_at_0.5``, ...): ``a``, ``b``
+        Per score every run has (``iou``, ``dice``, ``f1_at_0.5``, ...; of multi-class
+        counts ``macro_f1``, ``weighted_f1`` and ``f1_<class>``): ``a``, ``b``
         (pooled over each side's runs), ``difference`` (b - a), ``low`` and ``high``
         (percentile interval of the difference), ``p_better`` (fraction of resamples in
         which B scores higher than A; ties count half) and ``runs_a`` / ``runs_b``.
@@ -334,9 +543,9 @@ def paired_difference(
     runs_b = [counts_b] if isinstance(counts_b, dict) else list(counts_b)
     if not runs_a or not runs_b:
         raise ConfigError("give the block counts of at least one run on each side")
-    ratios_a, ratios_b = [_ratios(c) for c in runs_a], [_ratios(c) for c in runs_b]
-    grids = {len(c["intersection"]) for c in runs_a + runs_b} | {
-        len(part[0]) for r in ratios_a + ratios_b for part in r.values()
+    parts_a, parts_b = [_score_parts(c) for c in runs_a], [_score_parts(c) for c in runs_b]
+    grids = {block_count(c) for c in runs_a + runs_b} | {
+        part[0].shape[-1] for r in parts_a + parts_b for part in r.values()
     }
     if len(grids) != 1:
         raise ConfigError(
@@ -357,26 +566,24 @@ def paired_difference(
 
     draws_a, draws_b = draws(len(runs_a)), draws(len(runs_b))
     tail = (1.0 - confidence) / 2 * 100
-    keys = [k for k in ratios_a[0] if all(k in r for r in ratios_a[1:] + ratios_b)]
+    keys = [k for k in parts_a[0] if all(k in r for r in parts_a[1:] + parts_b)]
     result: dict[str, dict[str, float | None]] = {}
     empty = dict.fromkeys(("a", "b", "difference", "low", "high", "p_better"))
+
+    def pooled(counts: NDArray[np.float64], drawn: NDArray[np.float64]) -> Any:
+        """Totals of (runs, parts, blocks) counts: over all, and in each resample."""
+        resampled = np.einsum("sb,rpb->srp", weights, counts)
+        return counts.sum(axis=(0, 2)), (resampled * drawn[:, :, None]).sum(axis=1)
+
     for key in keys:
-        # (runs, blocks) numerators and denominators of each side
-        num_a = np.stack([r[key][0] for r in ratios_a])
-        den_a = np.stack([r[key][1] for r in ratios_a])
-        num_b = np.stack([r[key][0] for r in ratios_b])
-        den_b = np.stack([r[key][1] for r in ratios_b])
-        total_a, total_b = float(den_a.sum()), float(den_b.sum())
-        if not total_a or not total_b:
+        score = parts_a[0][key][1]
+        total_a, resampled_a = pooled(np.stack([r[key][0] for r in parts_a]), draws_a)
+        total_b, resampled_b = pooled(np.stack([r[key][0] for r in parts_b]), draws_b)
+        a, b = float(score(total_a)), float(score(total_b))
+        if not (math.isfinite(a) and math.isfinite(b)):
             result[key] = {**empty, "runs_a": len(runs_a), "runs_b": len(runs_b)}
             continue
-        a, b = float(num_a.sum()) / total_a, float(num_b.sum()) / total_b
-
-        def resampled(num: NDArray[Any], den: NDArray[Any], drawn: NDArray[Any]) -> Any:
-            return ((weights @ num.T) * drawn).sum(axis=1) / ((weights @ den.T) * drawn).sum(axis=1)
-
-        with np.errstate(invalid="ignore", divide="ignore"):
-            delta = resampled(num_b, den_b, draws_b) - resampled(num_a, den_a, draws_a)
+        delta = score(resampled_b) - score(resampled_a)
         delta = delta[np.isfinite(delta)]
         if delta.size == 0:
             result[key] = {**empty, "runs_a": len(runs_a), "runs_b": len(runs_b)}

@@ -37,7 +37,12 @@ from numpy.typing import NDArray
 
 from vemkit.errors import ConfigError, ModelNotFoundError
 from vemkit.geometry import VoxelSize
-from vemkit.measure.uncertainty import bootstrap_scores, default_blocks, paired_difference
+from vemkit.measure.uncertainty import (
+    block_count,
+    bootstrap_scores,
+    default_blocks,
+    paired_difference,
+)
 from vemkit.ml.checkpoint import CONFIG_FILE
 from vemkit.ml.zoo import resolve_model
 from vemkit.pipelines.predict import ModelSpec, load_predictor
@@ -1083,10 +1088,20 @@ def metrics_with_intervals(pooled: dict[str, Any]) -> dict[str, dict[str, float 
                 interval = masks.get("iou")
             elif key == "foreground_f1":
                 interval = masks.get("dice")
+            elif key in ("weighted_f1", "macro_f1"):
+                interval = masks.get(key)
             metrics[key] = {
                 "value": pooled[key],
                 "low": (interval or {}).get("low"),
                 "high": (interval or {}).get("high"),
+            }
+    for name, entry in (pooled.get("per_class") or {}).items():  # multi-class targets
+        if isinstance((entry or {}).get("f1"), float):
+            interval = (masks.get("per_class") or {}).get(name) or {}
+            metrics[f"{name}_f1"] = {
+                "value": entry["f1"],
+                "low": interval.get("low"),
+                "high": interval.get("high"),
             }
     for threshold, value in (pooled.get("object_f1_at") or {}).items():
         interval = (objects.get("f1_at") or {}).get(threshold) or {}
@@ -1252,6 +1267,10 @@ def _paired_counts(
     ``objects`` only where objects are scored.
     """
     objects = (pooled.get("confidence_intervals") or {}).get("block_counts")
+    if objects is not None and "classes" in objects:  # a multi-class target
+        metrics = {key: ("masks", key) for key in ("weighted_f1", "macro_f1")}
+        metrics.update({f"{name}_f1": ("masks", f"f1_{name}") for name in objects["classes"]})
+        return {"masks": objects}, metrics
     has_objects = "object_f1_at" in pooled
     masks = (
         (pooled.get("mask_confidence_intervals") or {}).get("block_counts")
@@ -1259,11 +1278,6 @@ def _paired_counts(
         else objects
     )
     if masks is None or (has_objects and objects is None):
-        if not any(k in pooled for k in ("foreground_iou", "boundary_iou")):
-            raise ConfigError(
-                f"cross-validation {label} has no block-bootstrap scores to compare (multi-class "
-                "targets are not compared yet)"
-            )
         raise ConfigError(
             f"cross-validation {label} was written by an older vemkit without the block counts "
             "that a paired comparison needs: run the same vemkit crossval command again (the "
@@ -1379,7 +1393,7 @@ def compare_crossval(
             and all(metric in run[v][2] for side in counted for run in side)
             and score in differences[part]
         }
-        n_blocks = len(first["masks"]["intersection"])
+        n_blocks = block_count(first["masks"])
         volumes.append({"volume": name, "n_blocks": n_blocks, "metrics": metrics})
     return {
         "a": [_about(run) for run in sides[0]],

@@ -19,6 +19,7 @@ from vemkit.io.layer import Layer
 from vemkit.io.registry import open_layer
 from vemkit.io.validate import require_volume, require_voxel_size
 from vemkit.measure import (
+    bootstrap_class_scores,
     bootstrap_scores,
     compare_groups,
     composition_by_region,
@@ -235,7 +236,9 @@ def evaluate_locations(
     With ``confidence_resamples > 0`` the result also holds ``confidence_intervals``:
     95% block-bootstrap intervals of foreground IoU, Dice and object F1 (see
     :func:`vemkit.measure.bootstrap_scores`); objects are the instance labels, or the
-    connected components of a binary mask. Multi-class maps have no intervals.
+    connected components of a binary mask. Of a multi-class map: of the macro Dice
+    (``dice``, = ``macro_f1``), the support-weighted F1 and each class's F1
+    (``per_class``; :func:`vemkit.measure.bootstrap_class_scores`).
     """
     gt_layer = _open_volume(truth, voxel_size)
     pred_layer = _open_volume(prediction, voxel_size or gt_layer.voxel_size)
@@ -252,10 +255,17 @@ def evaluate_locations(
     if confidence_resamples > 0:
         labels = [k for k in scores["confusion"]["labels"] if k not in (0, ignore_label)]
         if scores["mode"] == "semantic" and len(labels) > 1:
-            raise ConfigError(
-                "confidence intervals need instance labels or a binary mask; this is a "
-                f"multi-class map (classes {labels}) — score one class at a time"
+            intervals = bootstrap_class_scores(  # the classes evaluate() scored
+                pred,
+                gt,
+                [int(k) for k in labels],
+                spacing=gt_layer.voxel_size.as_tuple(),
+                n_resamples=confidence_resamples,
+                ignore_label=ignore_label,
             )
+            intervals["dice"] = intervals["macro_f1"]  # voxel F1 = Dice, per class and mean
+            scores["confidence_intervals"] = intervals
+            return scores
         ignore = ignore_label
         if scores["mode"] == "semantic":
             # objects of a mask are its face-connected components, as in evaluate()

@@ -56,7 +56,7 @@ from vemkit.io.atomic import atomic_output
 from vemkit.io.layer import Layer
 from vemkit.io.registry import open_layer
 from vemkit.measure.metrics import evaluate
-from vemkit.measure.uncertainty import bootstrap_scores
+from vemkit.measure.uncertainty import bootstrap_class_scores, bootstrap_scores
 from vemkit.ml.augment import Augmenter
 from vemkit.ml.checkpoint import (
     CONFIG_FILE,
@@ -1958,6 +1958,16 @@ def score_outputs(
             "weighted_f1": scores["weighted_f1"],
             "per_class": per_class,
             "class_mapping": {str(k): spec.channels[v] for k, v in lookup.items()},
+            "confidence_intervals": bootstrap_class_scores(
+                region.predicted,
+                region.truth,
+                range(len(spec.channels)),
+                names=spec.channels,
+                blocks=blocks,
+                spacing=voxel_size.as_tuple(),
+                ignore_label=region.ignore_label,
+                block_counts=block_counts,
+            ),
         }
     predicted_fg, truth_fg, ignore_label = region.predicted, region.truth, region.ignore_label
     spacing = voxel_size.as_tuple()
