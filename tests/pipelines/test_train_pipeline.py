@@ -1023,6 +1023,7 @@ def test_resuming_reuses_the_saved_pseudo_labels(
         raise AssertionError("the teacher labelled again")
 
     monkeypatch.setattr(train_module, "_label_with_teacher", no_teacher)
+    monkeypatch.setattr(train_module, "load_predictor", no_teacher)  # not even loaded
     resumed = run_training(config, resume=True)
     assert resumed.card["pseudo_labels"]["images"][0]["voxel_fractions"] == entry["voxel_fractions"]
     # labels made from something else (here: another confidence) are not reused
@@ -1033,6 +1034,8 @@ def test_resuming_reuses_the_saved_pseudo_labels(
             pseudo_labels=pseudo_settings(unlabelled, teacher.model, confidence=0.9),
         )
     )
+    monkeypatch.undo()
+    monkeypatch.setattr(train_module, "_label_with_teacher", no_teacher)
     with pytest.raises(AssertionError, match="labelled again"):
         train_module.load_pseudo_labelled(other, reuse_from=first.output)
     assert train_module.load_pseudo_labelled(config, reuse_from=first.output)[0][0].made[1] == key

@@ -1350,8 +1350,16 @@ def load_pseudo_labelled(
     if settings is None:
         return [], {}
     check_source_models(config)
-    network, spec, card = load_predictor(settings.teacher, device=config.device)
-    teacher_digest = _teacher_digest(resolve_model(settings.teacher))  # once, not per image
+    teacher_folder = resolve_model(settings.teacher)
+    card = read_model_info(teacher_folder)[1]
+    teacher_digest = _teacher_digest(teacher_folder)  # once, not per image
+
+    @functools.cache
+    def teacher() -> tuple[torch.nn.Module, ModelSpec]:
+        """Load the teacher's network once, only if an image needs labelling."""
+        network, spec, _ = load_predictor(settings.teacher, device=config.device)
+        return network, spec
+
     confidence = settings.confidence
     ignore = pseudo_ignore_value(config.target)
     loaded: list[LoadedSource] = []
@@ -1368,6 +1376,7 @@ def load_pseudo_labelled(
             labels, needed = saved[0], saved[1].get("class_confidence", {})
         else:
             log.info("pseudo-labelling %s %s with %s", where, image.shape, settings.teacher)
+            network, spec = teacher()
             maps = predict_block(
                 network, image, spec=spec, voxel_size=native_size, device=config.device
             )
