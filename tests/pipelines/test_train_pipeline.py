@@ -905,6 +905,20 @@ def multiclass_teacher(multiclass_data, tmp_path_factory):
     return run_training(config)
 
 
+def test_multiclass_cards_and_rescoring_carry_class_intervals(multiclass_teacher):
+    card = multiclass_teacher.card
+    (source,) = card["metrics"]["per_source"]
+    intervals = source["confidence_intervals"]
+    assert set(intervals["per_class"]) == {"background", "blob", "rim"}
+    assert intervals["macro_f1"]["value"] == pytest.approx(source["macro_f1"])
+    rim = intervals["per_class"]["rim"]
+    assert rim["low"] <= source["per_class"]["rim"]["f1"] <= rim["high"]
+    human = CliRunner().invoke(models_app, ["score", str(multiclass_teacher.model)])
+    assert human.exit_code == 0, human.output
+    assert "95% CI" in human.output
+    assert "rim F1" in human.output
+
+
 def test_multiclass_pseudo_labels_are_the_teachers_sure_classes(
     multiclass_teacher, multiclass_data, unlabelled
 ):
