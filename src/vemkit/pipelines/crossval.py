@@ -587,6 +587,7 @@ _PLOTTED = {
     "foreground_f1": "pixel F1",
     "boundary_iou": "boundary IoU",
     "weighted_f1": "weighted F1",
+    "macro_f1": "macro F1",
     "object_f1@0.5": "object F1@0.5",
 }
 
