@@ -28,6 +28,7 @@ from vemkit.pipelines.crossval import (
     pool_regions,
     run_crossval,
     summarise_crossval,
+    with_fold_teachers,
 )
 from vemkit.pipelines.train import SegmentedRegion, parse_train_config
 
@@ -298,6 +299,14 @@ def test_each_fold_learns_from_the_teacher_of_its_own_fold(crossval, tubes, tmp_
         bad = CliRunner().invoke(app, [*args, "--teachers", str(wrong)])
         assert bad.exit_code == 2
         assert words in bad.output
+    # a recipe that starts from its teacher starts each fold from the fold's teacher too
+    starts = parse_train_config(
+        tube_recipe(tubes, epochs=1, pseudo_labels=one, init_from=one["teacher"])
+    )
+    folded = with_fold_teachers(starts, teachers.output)
+    assert folded.init_from == folded.pseudo_labels.teacher == per_fold["teacher"]
+    other = starts.model_copy(update={"init_from": str(teachers.output / "fold-1" / "model")})
+    assert with_fold_teachers(other, teachers.output).init_from == other.init_from
     plain = tmp_path / "plain.yaml"
     plain.write_text(yaml.safe_dump(tube_recipe(tubes)))
     bad = CliRunner().invoke(app, ["crossval", str(plain), "--teachers", str(teachers.output)])

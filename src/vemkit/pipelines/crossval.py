@@ -438,7 +438,9 @@ def with_fold_teachers(config: TrainConfig, teachers: str | os.PathLike[str]) ->
     """Point the recipe's ``pseudo_labels`` teacher at the fold models of a cross-validation.
 
     Fold ``k`` then learns from ``teachers/fold-k/model``, a model that never saw fold
-    ``k``'s test sections when both runs fold the same sections.
+    ``k``'s test sections when both runs fold the same sections. A recipe that also
+    starts from its teacher (``init_from`` the same model as ``pseudo_labels.teacher``)
+    starts each fold from that fold's teacher too.
     """
     if config.pseudo_labels is None:
         raise ConfigError("--teachers needs a recipe with pseudo_labels (a teacher to replace)")
@@ -449,8 +451,12 @@ def with_fold_teachers(config: TrainConfig, teachers: str | os.PathLike[str]) ->
             "folder of the teacher recipe's cross-validation"
         )
     teacher = str(folder / "fold-{fold}" / MODEL_DIR)
-    pseudo = config.pseudo_labels.model_copy(update={"teacher": teacher})
-    return config.model_copy(update={"pseudo_labels": pseudo})
+    update: dict[str, Any] = {
+        "pseudo_labels": config.pseudo_labels.model_copy(update={"teacher": teacher})
+    }
+    if config.init_from is not None and config.init_from == config.pseudo_labels.teacher:
+        update["init_from"] = teacher
+    return config.model_copy(update=update)
 
 
 def fold_plan(
