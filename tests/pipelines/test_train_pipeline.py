@@ -734,6 +734,58 @@ def test_pseudo_labels_are_the_teachers_confident_voxels(teacher, tiny_data, unl
     assert record["confidence"] == confidence
 
 
+def test_instance_pseudo_labels_are_the_teachers_sure_objects(
+    teacher, tiny_data, unlabelled, tmp_path
+):
+    from vemkit.ml.targets import foreground_boundary_target
+    from vemkit.pipelines.predict import load_predictor, predict_block, segment_instances
+    from vemkit.pipelines.train import PSEUDO_INSTANCE_IGNORE, load_pseudo_labelled
+
+    network, spec, card = load_predictor(teacher.model)
+    image = tifffile.imread(unlabelled)
+    maps = predict_block(network, image, spec=spec, voxel_size=VoxelSize(50, 10, 10))
+    settings = card["instances"]
+    objects = segment_instances(
+        maps,
+        spec=spec,
+        voxel_size=VoxelSize(50, 10, 10),
+        method=settings["instances"],
+        foreground_threshold=settings["foreground_threshold"],
+        boundary_threshold=settings["boundary_threshold"],
+        min_size_nm3=settings["min_size_nm3"],
+        min_seed_size_nm3=settings.get("min_seed_size_nm3", 0.0),
+    )
+    pseudo = pseudo_settings(unlabelled, teacher.model, instances=True)
+    config = parse_train_config(recipe(tiny_data, pseudo_labels=pseudo))
+    (loaded,), record = load_pseudo_labelled(config)
+    labels = loaded.labels
+    assert labels.dtype == np.uint32
+    assert loaded.source.ignore_value == PSEUDO_INSTANCE_IGNORE
+    sure = maps[0] >= 0.8
+    inside = sure & (objects > 0)
+    assert np.array_equal(labels[inside], objects[inside])  # the teacher's object ids
+    assert np.array_equal(labels == 0, maps[0] <= 0.2)
+    assert np.array_equal(labels == PSEUDO_INSTANCE_IGNORE, ~inside & (maps[0] > 0.2))
+    assert len(np.unique(labels[inside])) > 1
+    fractions = record["images"][0]["voxel_fractions"]
+    assert fractions["foreground"] == pytest.approx(inside.mean(), abs=1e-4)
+    # the boundary target runs along the sure objects (and between touching ones)
+    target = foreground_boundary_target(
+        labels, width_nm=20, voxel_size=(50, 10, 10), ignore_value=PSEUDO_INSTANCE_IGNORE
+    )
+    assert target.target[1][target.valid & inside].any()
+    # a training with them: the card records the setting and the saved labels are the ids
+    student = recipe(tiny_data, epochs=1, output=str(tmp_path / "s"), pseudo_labels=pseudo)
+    result = run_training(parse_train_config(student))
+    assert result.card["pseudo_labels"]["instances"] is True
+    shown = CliRunner().invoke(models_app, ["show", str(result.model)])
+    assert "its objects, 50% of the patches" in shown.output
+    saved = tifffile.imread(result.output / "pseudo-labels-0.tif")
+    assert np.array_equal(saved, labels)
+    with pytest.raises(ConfigError, match="foreground_boundary targets only"):
+        parse_train_config(recipe(tiny_data, target={"type": "binary"}, pseudo_labels=pseudo))
+
+
 def test_pseudo_labelled_patches_get_their_share_and_ignore_unsure_voxels(
     teacher, tiny_data, unlabelled
 ):

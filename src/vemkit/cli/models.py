@@ -98,7 +98,8 @@ def models_show_command(
             f"  pseudo-labelled by {teacher_name}"
             + (f" ({teacher})" if teacher != teacher_name else "")
             + f" (confidence {pseudo.get('confidence')}{below}, "
-            f"{pseudo.get('share', 0):.0%} of the patches): {json.dumps(where)}"
+            + ("its objects, " if pseudo.get("instances") else "")
+            + f"{pseudo.get('share', 0):.0%} of the patches): {json.dumps(where)}"
         )
     for entry in card.get("test_data") or []:
         lines.append(f"  held out: {json.dumps(entry)}")

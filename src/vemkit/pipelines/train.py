@@ -322,6 +322,13 @@ class PseudoLabelSettings(_Settings):
         "class the teacher is never sure of (a rare one) does not vanish from the "
         "pseudo-labels (class-balanced self-training, Zou et al. 2018).",
     )
+    instances: bool = Field(
+        default=False,
+        description="foreground_boundary targets: label the teacher's objects (its card's "
+        "instance step on its maps) instead of a foreground mask, so that the boundary "
+        "target also runs between touching objects the teacher separates (from a mask it "
+        "only runs along the foreground's outline).",
+    )
 
 
 class TargetSettings(_Settings):
@@ -640,6 +647,8 @@ class TrainConfig(_Settings):
             )
         if pseudo is not None and pseudo.min_class_share and self.target.type != "multiclass":
             raise ValueError("pseudo_labels.min_class_share applies to multiclass targets only")
+        if pseudo is not None and pseudo.instances and self.target.type != "foreground_boundary":
+            raise ValueError("pseudo_labels.instances applies to foreground_boundary targets only")
         gt = self.evaluation.ground_truth_instances
         if gt is not None and len(gt) != len(self.test):
             raise ValueError(
@@ -1058,6 +1067,8 @@ def _resample_pair(
 
 PSEUDO_IGNORE = 255
 """Label value of the voxels a teacher is not confident about (ignored by the loss)."""
+PSEUDO_INSTANCE_IGNORE = 2**32 - 1
+"""The same for instance pseudo-labels (``pseudo_labels.instances``: uint32 object ids)."""
 
 
 def _tested_sections_seen(card: Mapping[str, Any], tested: Sequence[DataSource]) -> str | None:
@@ -1085,17 +1096,18 @@ def _save_pseudo_preview(path: Path, loaded: LoadedSource, target: TargetSetting
     frequent (the background), with the unsure voxels.
     """
     labels = loaded.labels
-    classes = _shown_classes(target)
-    counts = {name: int(np.count_nonzero(labels == value)) for name, value in classes.items()}
-    if len(classes) > 1:
-        del classes[max(counts, key=counts.__getitem__)]
-    sure = np.isin(labels, list(classes.values()))
+    unsure = labels == loaded.source.ignore_value
+    if target.type == "multiclass":
+        masks = {name: labels == value for name, value in _shown_classes(target).items()}
+        counts = {name: int(np.count_nonzero(mask)) for name, mask in masks.items()}
+        del masks[max(counts, key=counts.__getitem__)]
+    else:  # foreground 1, or object ids (instance pseudo-labels)
+        masks = {"foreground": (labels > 0) & ~unsure}
+    sure = np.logical_or.reduce(list(masks.values()))
     section = int(np.argmax(sure.reshape(sure.shape[0], -1).sum(axis=1)))
-    layers = {"unsure (ignored)": (labels == loaded.source.ignore_value).astype(np.uint8)}
+    layers = {"unsure (ignored)": unsure.astype(np.uint8)}
     # drawn in this order: the sure classes' outlines on top
-    layers.update(
-        {f"sure {name}": (labels == value).astype(np.uint8) for name, value in classes.items()}
-    )
+    layers.update({f"sure {name}": mask.astype(np.uint8) for name, mask in masks.items()})
     temporary = path.with_name(path.stem + ".tmp.png")
     save_orthoslices(
         temporary,
@@ -1165,12 +1177,15 @@ def _check_teacher(config: TrainConfig, model: str, card: Mapping[str, Any]) -> 
         )
 
 
-def pseudo_ignore_value(target: TargetSettings) -> int:
+def pseudo_ignore_value(target: TargetSettings, *, instances: bool = False) -> int:
     """Label value of the voxels a teacher is unsure of, for this recipe's target.
 
     :data:`PSEUDO_IGNORE`, unless a multiclass recipe maps that label value to a class;
-    then one more than its largest label value.
+    then one more than its largest label value. Instance pseudo-labels
+    (``pseudo_labels.instances``): :data:`PSEUDO_INSTANCE_IGNORE`, above any object id.
     """
+    if instances:
+        return PSEUDO_INSTANCE_IGNORE
     used = set(target.classes or {}) if target.type == "multiclass" else set()
     return PSEUDO_IGNORE if PSEUDO_IGNORE not in used else max(used) + 1
 
@@ -1193,18 +1208,27 @@ def _label_with_teacher(
     confidence: float,
     ignore: int,
     min_class_share: float | None = None,
+    objects: NDArray[np.uint32] | None = None,
 ) -> tuple[NDArray[Any], dict[str, float]]:
     """Pseudo-labels of the teacher's maps and the probability each class needed.
 
-    Binary and foreground_boundary: foreground probability ``>= confidence`` -> 1,
-    ``<= 1 - confidence`` -> 0. Multiclass: the most probable class where its probability
-    is ``>= confidence`` (with ``min_class_share``: or among that share of the class's
-    most probable voxels), as the recipe's label value of that class. The rest ``ignore``.
+    Binary and foreground_boundary: foreground probability ``>= confidence`` -> 1 (or,
+    given the teacher's ``objects``, their ids; sure voxels outside every object are
+    unsure), ``<= 1 - confidence`` -> 0. Multiclass: the most probable class where its
+    probability is ``>= confidence`` (with ``min_class_share``: or among that share of
+    the class's most probable voxels), as the recipe's label value of that class. The
+    rest ``ignore``.
     """
     if target.type != "multiclass":
         foreground = maps[list(teacher_channels).index("foreground")]
-        labels = np.full(foreground.shape, ignore, dtype=np.uint8)
-        labels[foreground >= confidence] = 1
+        sure = foreground >= confidence
+        if objects is None:
+            labels = np.full(foreground.shape, ignore, dtype=np.uint8)
+            labels[sure] = 1
+        else:
+            labels = np.full(foreground.shape, ignore, dtype=np.uint32)
+            inside = sure & (objects > 0)
+            labels[inside] = objects[inside]
         labels[foreground <= 1.0 - confidence] = 0
         return labels, {"foreground": confidence, "background": confidence}
     names = _shown_classes(target)
@@ -1226,12 +1250,39 @@ def _label_with_teacher(
 
 def _label_fractions(labels: NDArray[Any], target: TargetSettings, ignore: int) -> dict[str, float]:
     """Return the fraction of pseudo-labelled voxels of each class and of ignored ones."""
-    names = {"foreground": 1, "background": 0}
     if target.type == "multiclass":
         names = _shown_classes(target)
-    fractions = {name: float(np.mean(labels == value)) for name, value in names.items()}
+        fractions = {name: float(np.mean(labels == value)) for name, value in names.items()}
+    else:  # foreground: 1, or object ids (instance pseudo-labels)
+        fractions = {
+            "foreground": float(np.mean((labels > 0) & (labels != ignore))),
+            "background": float(np.mean(labels == 0)),
+        }
     fractions["ignored"] = float(np.mean(labels == ignore))
     return fractions
+
+
+def _teacher_objects(
+    maps: NDArray[np.float32], spec: ModelSpec, card: Mapping[str, Any], voxel_size: VoxelSize
+) -> NDArray[np.uint32]:
+    """Segment the teacher's objects in its maps with the instance step of its card."""
+    settings = card.get("instances") or {}
+    if "boundary" not in spec.channels or settings.get("instances") in (None, "none"):
+        raise ConfigError(
+            "pseudo_labels.instances needs a teacher with a boundary channel and an instance "
+            f"step in its card (instances: {settings.get('instances')!r}, channels "
+            f"{list(spec.channels)})"
+        )
+    return segment_instances(
+        maps,
+        spec=spec,
+        voxel_size=voxel_size,
+        method=settings["instances"],
+        foreground_threshold=float(settings.get("foreground_threshold", 0.5)),
+        boundary_threshold=float(settings.get("boundary_threshold", 0.5)),
+        min_size_nm3=float(settings.get("min_size_nm3", 0.0)),
+        min_seed_size_nm3=float(settings.get("min_seed_size_nm3", 0.0)),
+    )
 
 
 def _teacher_digest(teacher_folder: Path) -> str:
@@ -1361,7 +1412,7 @@ def load_pseudo_labelled(
         return network, spec
 
     confidence = settings.confidence
-    ignore = pseudo_ignore_value(config.target)
+    ignore = pseudo_ignore_value(config.target, instances=settings.instances)
     loaded: list[LoadedSource] = []
     images: list[dict[str, Any]] = []
     for index, source in enumerate(settings.sources):
@@ -1380,6 +1431,9 @@ def load_pseudo_labelled(
             maps = predict_block(
                 network, image, spec=spec, voxel_size=native_size, device=config.device
             )
+            objects = (
+                _teacher_objects(maps, spec, card, native_size) if settings.instances else None
+            )
             labels, needed = _label_with_teacher(
                 maps,
                 spec.channels,
@@ -1387,7 +1441,9 @@ def load_pseudo_labelled(
                 confidence=confidence,
                 ignore=ignore,
                 min_class_share=settings.min_class_share,
+                objects=objects,
             )
+            del objects
             del maps
         fractions = _label_fractions(labels, config.target, ignore)
         native_labels = labels
@@ -1448,6 +1504,7 @@ def load_pseudo_labelled(
         "teacher_training_licences": list(teacher_licences),
         "confidence": confidence,
         "share": settings.share,
+        **({"instances": True} if settings.instances else {}),
         "images": images,
     }
     return loaded, record
