@@ -7,7 +7,13 @@ from vemkit.errors import ConfigError, InvalidVolumeError, VoxelSizeError
 from vemkit.geometry import VoxelSize
 from vemkit.ml.networks import UNetConfig, build_network, ensemble_members
 from vemkit.ml.normalize import fit_normalization, normalize
-from vemkit.ml.predict import blend_weights, predict_array, predict_triaxis, resample_to_shape
+from vemkit.ml.predict import (
+    blend_weights,
+    predict_array,
+    predict_triaxis,
+    resample_labels,
+    resample_to_shape,
+)
 
 torch.set_num_threads(1)
 
@@ -290,3 +296,20 @@ def test_a_flat_block_is_predicted_with_flat_windows_across_it():
     )
     assert model.shapes == {(200, 120), (64, 120), (64, 200)}
     np.testing.assert_array_equal(again, maps)  # an identity does not care
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [((3, 1024, 1024), (3, 512, 512)), ((7, 100, 90), (37, 201)), ((61,), (100,))],
+)
+def test_label_resampling_is_zooms_nearest_voxel_without_float_rounding(before, after):
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 1000, size=before).astype(np.uint32)
+    expected = resample_to_shape(small, after, order=0).astype(np.uint32)
+    assert np.array_equal(resample_labels(small, after), expected)
+    big = small.astype(np.uint64) + np.uint64(2**40)  # ids float32 cannot hold
+    big[small == 0] = 2**32 - 1
+    resampled = resample_labels(big, after)
+    assert resampled.dtype == np.uint64
+    assert np.array_equal(resampled == 2**32 - 1, expected == 0)
+    assert np.array_equal(resampled[expected > 0], expected[expected > 0].astype(np.uint64) + 2**40)

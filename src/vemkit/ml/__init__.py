@@ -25,7 +25,13 @@ from vemkit.ml.networks import (
     unfreeze,
 )
 from vemkit.ml.normalize import Normalization, fit_normalization, normalize
-from vemkit.ml.predict import context_stack, predict_array, predict_triaxis, resample_to_shape
+from vemkit.ml.predict import (
+    context_stack,
+    predict_array,
+    predict_triaxis,
+    resample_labels,
+    resample_to_shape,
+)
 from vemkit.ml.sampling import Patch, PatchDataset, PatchSampler
 from vemkit.ml.sparse import sparse_plane_mask
 from vemkit.ml.targets import (
@@ -70,6 +76,7 @@ __all__ = [
     "predict_array",
     "predict_triaxis",
     "read_model_info",
+    "resample_labels",
     "resample_to_shape",
     "save_model",
     "semantic_target",

@@ -32,6 +32,7 @@ __all__ = [
     "context_stack",
     "predict_array",
     "predict_triaxis",
+    "resample_labels",
     "resample_to_shape",
 ]
 
@@ -409,6 +410,28 @@ def resample_to_shape(
         pad = [(0, n - z) for n, z in zip(shape, zoomed.shape, strict=True)]
         out[index] = np.pad(zoomed, pad, mode="edge") if any(p[1] for p in pad) else zoomed
     return out.reshape((*lead, *shape))
+
+
+def resample_labels(labels: NDArray[Any], shape: Sequence[int]) -> NDArray[Any]:
+    """Resample labels to ``shape`` by the nearest voxel, exactly for every dtype.
+
+    The last ``len(shape)`` axes are resampled with voxel edges aligned, voxel for voxel as
+    ``resample_to_shape(labels, shape, order=0)``, but by indexing instead of through
+    float32 (which rounds ids above 2**24 and the uint32 ignore value 2**32 - 1). The
+    result keeps the dtype of ``labels``.
+
+    Examples
+    --------
+    >>> resample_labels(np.array([[1, 2, 3, 4]], np.uint32), (1, 2)).tolist()
+    [[2, 4]]
+    """
+    shape = tuple(int(s) for s in shape)
+    spatial = labels.shape[-len(shape) :]
+    index = []
+    for n_out, n_in in zip(shape, spatial, strict=True):
+        centres = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5  # input coordinates
+        index.append(np.clip(np.floor(centres + 0.5).astype(np.intp), 0, n_in - 1))
+    return np.asarray(labels)[(Ellipsis, *np.ix_(*index))]
 
 
 def predict_triaxis(

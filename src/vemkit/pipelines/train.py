@@ -77,7 +77,7 @@ from vemkit.ml.networks import (
     freeze_encoder,
 )
 from vemkit.ml.normalize import Normalization, fit_normalization
-from vemkit.ml.predict import context_stack, resample_to_shape
+from vemkit.ml.predict import context_stack, resample_labels, resample_to_shape
 from vemkit.ml.sampling import PatchDataset, PatchSampler
 from vemkit.ml.sparse import sparse_plane_mask
 from vemkit.ml.targets import (
@@ -1061,7 +1061,7 @@ def _resample_pair(
         log.info("resampling %s from %s to %s", where, image.shape, shape)
         image = resample_to_shape(image, shape, order=1)
         label_shape = (labels.shape[0], *shape[1:])
-        labels = resample_to_shape(labels, label_shape, order=0).astype(labels.dtype)
+        labels = resample_labels(labels, label_shape)
     return image, labels, size
 
 
