@@ -124,6 +124,14 @@ def _checked(
     return pred_arr, gt_arr, grid
 
 
+def _block_weights(
+    n_blocks: int, n_resamples: int, rng: np.random.Generator
+) -> NDArray[np.float64]:
+    """How often each block is drawn in each resample, ``(n_resamples, n_blocks)``."""
+    draws = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=int(n_resamples))
+    return draws.astype(np.float64)
+
+
 def _interval(
     numerator: NDArray[np.float64],
     denominator: NDArray[np.float64],
@@ -135,12 +143,7 @@ def _interval(
     value = float(numerator.sum()) / total if total else math.nan
     with np.errstate(invalid="ignore", divide="ignore"):
         resampled = (weights @ numerator) / (weights @ denominator)
-    resampled = resampled[np.isfinite(resampled)]
-    if not math.isfinite(value) or resampled.size == 0:
-        return {"value": None, "low": None, "high": None}
-    tail = (1.0 - confidence) / 2 * 100
-    low, high = np.percentile(resampled, [tail, 100 - tail])
-    return {"value": value, "low": float(low), "high": float(high)}
+    return _percentile_interval(resampled, value, confidence)
 
 
 def bootstrap_scores(
@@ -233,9 +236,7 @@ def bootstrap_scores(
         return np.bincount(block_of_voxel[mask], minlength=n_blocks).astype(np.float64)
 
     inter, p_sum, g_sum = per_block(p_fg & g_fg), per_block(p_fg), per_block(g_fg)
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=int(n_resamples))
-    weights = weights.astype(np.float64)
+    weights = _block_weights(n_blocks, n_resamples, np.random.default_rng(seed))
     result: dict[str, Any] = {
         "method": "spatial block bootstrap (percentile interval)",
         "blocks": list(grid),
@@ -298,6 +299,7 @@ def _class_f1(
 def _percentile_interval(
     values: NDArray[np.float64], value: float, confidence: float
 ) -> dict[str, float | None]:
+    """``value`` and the percentile interval of the finite resampled ``values``."""
     finite = values[np.isfinite(values)]
     if not math.isfinite(value) or finite.size == 0:
         return {"value": None, "low": None, "high": None}
@@ -390,9 +392,7 @@ def bootstrap_class_scores(
     inter = np.stack([per_block((pred_arr == c) & (gt_arr == c)) for c in labels])
     p_sum = np.stack([per_block(pred_arr == c) for c in labels])
     g_sum = np.stack([per_block(gt_arr == c) for c in labels])
-    rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=int(n_resamples))
-    weights = weights.astype(np.float64)
+    weights = _block_weights(n_blocks, n_resamples, np.random.default_rng(seed))
     f1, macro, weighted = _class_f1(inter.sum(1), p_sum.sum(1), g_sum.sum(1))
     f1_r, macro_r, weighted_r = _class_f1(weights @ inter.T, weights @ p_sum.T, weights @ g_sum.T)
     result: dict[str, Any] = {
@@ -554,8 +554,7 @@ def paired_difference(
         )
     n_blocks = grids.pop()
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n_blocks, np.full(n_blocks, 1.0 / n_blocks), size=int(n_resamples))
-    weights = weights.astype(np.float64)
+    weights = _block_weights(n_blocks, n_resamples, rng)
 
     def draws(n_runs: int) -> NDArray[np.float64]:
         """How often each run is drawn in each resample (all once for a single run)."""
