@@ -1273,15 +1273,16 @@ def _teacher_objects(
             f"step in its card (instances: {settings.get('instances')!r}, channels "
             f"{list(spec.channels)})"
         )
+    evaluation = card_evaluation(card, EvaluationSettings())
     return segment_instances(
         maps,
         spec=spec,
         voxel_size=voxel_size,
-        method=settings["instances"],
-        foreground_threshold=float(settings.get("foreground_threshold", 0.5)),
-        boundary_threshold=float(settings.get("boundary_threshold", 0.5)),
-        min_size_nm3=float(settings.get("min_size_nm3", 0.0)),
-        min_seed_size_nm3=float(settings.get("min_seed_size_nm3", 0.0)),
+        method=evaluation.instances,
+        foreground_threshold=evaluation.foreground_threshold,
+        boundary_threshold=evaluation.boundary_threshold,
+        min_size_nm3=evaluation.min_size_nm3,
+        min_seed_size_nm3=evaluation.min_seed_size_nm3,
     )
 
 
