@@ -70,6 +70,25 @@ def test_predict_writes_one_layer_per_channel(tiny_model, volume, tmp_path):
     assert dataset.record["provenance"][-1]["model"] == "tiny"
 
 
+def test_predict_in_bfloat16_is_close_to_float32_and_says_so(tiny_model, volume, tmp_path):
+    path, _ = volume
+    maps = {}
+    for precision in ("auto", "bfloat16"):
+        out = tmp_path / f"{precision}.zarr"
+        options = ["--voxel-size", "50,10,10", "--precision", precision]
+        result = run("predict", tiny_model, path, "-o", out, *options)
+        assert result.exit_code == 0, result.output
+        dataset = Dataset.open(out)
+        expected = "float32" if precision == "auto" else "bfloat16"
+        assert dataset.record["provenance"][-1]["precision"] == expected
+        maps[precision] = dataset.layer("tiny_foreground").read()
+    difference = np.abs(maps["auto"] - maps["bfloat16"])
+    assert 0 < difference.max() < 0.02
+    result = run("predict", tiny_model, path, "-o", tmp_path / "x.zarr", "--precision", "half")
+    assert result.exit_code != 0
+    assert "half" in result.output
+
+
 def test_predict_uint8_tta_and_reference(tiny_model, volume, tmp_path):
     path, _ = volume
     out = tmp_path / "out8.zarr"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -92,3 +93,26 @@ def test_train_an_ensemble_reports_its_networks(tiny_recipe, caplog):
     assert shown.exit_code == 0, shown.output
     assert "ensemble of 2 networks (maps averaged)" in shown.output
     assert "training: 2 networks, 2 epochs" in shown.output
+
+
+def test_train_in_bfloat16_records_it_and_scores_in_either_precision(tiny_recipe):
+    recipe = yaml.safe_load(tiny_recipe.read_text())
+    test = {**recipe["validation"][0], "z_range": [3, 5]}
+    tiny_recipe.write_text(yaml.safe_dump({**recipe, "test": [test], "epochs": 1}))
+    command = ["train", str(tiny_recipe), "--threads", "1", "--precision", "bfloat16"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    model = tiny_recipe.parent / "out" / "model"
+    card = json.loads((model / "model.json").read_text())["card"]
+    assert card["training"]["precision"] == "bfloat16"
+    assert card["command"].endswith("--precision bfloat16 --threads 1")
+    assert yaml.safe_load(card["recipe"]).get("precision") is None  # the file, unchanged
+    shown = runner.invoke(app, ["models", "show", str(model)])
+    assert shown.exit_code == 0, shown.output
+    assert " threads, " in shown.output
+    assert ", bfloat16)" in shown.output
+    scored = runner.invoke(app, ["models", "score", str(model), "--precision", "bfloat16"])
+    assert scored.exit_code == 0, scored.output
+    assert "held-out data in bfloat16" in scored.output
+    as_json = runner.invoke(app, ["models", "score", str(model), "--json"])
+    assert json.loads(as_json.output)["precision"] == "float32"

@@ -305,6 +305,27 @@ def test_training_errors(tmp_path):
         )
 
 
+def test_bfloat16_training_learns_and_records_its_precision(tmp_path):
+    _, exact = run(tmp_path, "float32", 3)
+    model, fast = run(tmp_path, "bfloat16", 3, precision="bfloat16")
+    losses = [r.train_loss for r in fast.history]
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    assert losses != [r.train_loss for r in exact.history]
+    # weights and their gradients stay float32; only the passes are autocast
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    _, _, card = load_model(fast.best_checkpoint)
+    assert card["training"]["precision"] == "bfloat16"
+    _, _, card = load_model(exact.best_checkpoint)
+    assert card["training"]["precision"] == "float32"
+    # a bfloat16 run resumes like any other
+    _, resumed = run(
+        tmp_path, "bfloat16", 4, precision="bfloat16", resume_from=tmp_path / "bfloat16"
+    )
+    assert [r.epoch for r in resumed.history] == [1, 2, 3, 4]
+    assert resumed.history[2].train_loss == fast.history[2].train_loss
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_mixed_precision_training_and_prediction_on_cuda(tmp_path):
     from vemkit.ml.predict import predict_array

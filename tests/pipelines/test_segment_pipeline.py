@@ -310,7 +310,7 @@ def test_cli_end_to_end(sstem_phantom: tuple[Path, np.ndarray], tmp_path: Path) 
     assert "vemkit: error:" in missing.output
 
 
-def test_cli_tta_reaches_the_prediction(
+def test_cli_tta_and_precision_reach_the_prediction(
     sstem_phantom: tuple[Path, np.ndarray], tmp_path: Path
 ) -> None:
     raw_path, _ = sstem_phantom
@@ -328,6 +328,16 @@ def test_cli_tta_reaches_the_prediction(
     assert not np.allclose(maps[False], maps[True], atol=1e-3)
     assert maps[True].min() >= 0.0
     assert maps[True].max() <= 1.0
+
+    out = tmp_path / "bfloat16.zarr"
+    args = ["segment", "mitochondria", str(raw_path), "-o", str(out), "--block", "12,96,96"]
+    result = CliRunner().invoke(app, [*args, "--precision", "bfloat16", "--no-meshes", "-q"])
+    assert result.exit_code == 0, result.output
+    provenance = Dataset.open(out).info()["provenance"]
+    (step,) = [p for p in provenance if p.get("step") == "segment mitochondria"]
+    assert step["settings"]["precision"] == "bfloat16"
+    difference = np.abs(Dataset.open(out).layer("mito-em_maps").read() - maps[False])
+    assert 0 < difference.max() < 0.05
 
 
 def test_cli_instance_method_reaches_the_segmentation(

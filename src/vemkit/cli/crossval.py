@@ -13,6 +13,7 @@ from vemkit.cli.common import (
     OverwriteOption,
     QuietOption,
     RecipeDeviceOption,
+    RecipePrecisionOption,
     ThreadsOption,
     cli_progress,
     handle_errors,
@@ -57,6 +58,7 @@ def crossval_command(
         ),
     ] = None,
     device: RecipeDeviceOption = None,
+    precision: RecipePrecisionOption = None,
     threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     tta: Annotated[
@@ -127,6 +129,8 @@ def crossval_command(
     )
     if device is not None:
         recipe = recipe.model_copy(update={"device": device})
+    if precision is not None:
+        recipe = recipe.model_copy(update={"precision": precision})
     if seed is not None:
         recipe = recipe.model_copy(update={"seed": seed})
     if teachers is not None:
@@ -134,9 +138,11 @@ def crossval_command(
             raise ConfigError("--teachers goes with folds along z, not --by-dataset")
         recipe = with_fold_teachers(recipe, teachers)
     set_threads(threads)
-    # recorded in the report's command: where the trainings ran, and their seed
-    machine_args = (["--device", device] if device else []) + (
-        ["--threads", str(threads)] if threads else []
+    # recorded in the report's command: where and how the trainings ran, and their seed
+    machine_args = (
+        (["--device", device] if device else [])
+        + (["--precision", precision] if precision else [])
+        + (["--threads", str(threads)] if threads else [])
     )
     seed_args = ["--seed", str(seed)] if seed is not None else []
     if by_dataset:

@@ -7,7 +7,13 @@ from typing import Annotated, Any
 
 import typer
 
-from vemkit.cli.common import OverwriteOption, ThreadsOption, handle_errors, set_threads
+from vemkit.cli.common import (
+    OverwriteOption,
+    PrecisionOption,
+    ThreadsOption,
+    handle_errors,
+    set_threads,
+)
 
 models_app = typer.Typer(
     name="models",
@@ -163,11 +169,14 @@ def models_show_command(
     if training:
         machine = training.get("machine") or {}
         networks = training.get("ensemble")
+        # cards from before the precision option trained in the default (float32 on the CPU)
+        precision = training.get("precision")
         lines.append(
             f"  training: {f'{networks} networks, ' if networks else ''}"
             f"{training.get('epochs_run')} epochs in "
             f"{training.get('train_seconds', 0) / 60:.1f} min on {machine.get('device')} "
-            f"({machine.get('torch_threads')} threads, {machine.get('processor')})"
+            f"({machine.get('torch_threads')} threads, {machine.get('processor')}"
+            f"{f', {precision}' if precision else ''})"
         )
     for license_text in (card.get("license") or {}).get("training_data", []):
         lines.append(f"  training-data license: {license_text}")
@@ -189,6 +198,7 @@ def models_score_command(
     name: Annotated[str, typer.Argument(help="Shipped model name or model folder.")],
     tta: Annotated[bool, typer.Option("--tta", help="Average predictions over flips.")] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    precision: PrecisionOption = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Re-measure a model's held-out metrics here (needs the card's test data).
@@ -198,13 +208,14 @@ def models_score_command(
     """
     from vemkit.pipelines.train import score_model
 
-    result = score_model(name, tta=tta, device=device)
+    result = score_model(name, tta=tta, device=device, precision=precision)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=float))
         return
     card = result["card_held_out"]
     typer.echo(
-        f"{result['model']} on its held-out data{' with --tta' if tta else ''} "
+        f"{result['model']} on its held-out data{' with --tta' if tta else ''}"
+        f"{' in ' + result['precision'] if precision != 'auto' else ''} "
         f"({result['machine'].get('processor', '')}, {result['date']}):"
     )
     _comparison("metric", result["held_out"], "card", card)

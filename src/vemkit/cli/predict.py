@@ -8,6 +8,7 @@ import typer
 
 from vemkit.cli.common import (
     OverwriteOption,
+    PrecisionOption,
     QuietOption,
     VoxelSizeOption,
     cli_progress,
@@ -31,6 +32,7 @@ def predict_command(
         bool, typer.Option("--triaxis", help="2D models: average planes along z, y and x.")
     ] = False,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    precision: PrecisionOption = "auto",
     dtype: Annotated[str, typer.Option(help="float32, or uint8 (probability × 255).")] = "float32",
     reference: Annotated[
         bool, typer.Option("--reference", help="Reference the input instead of copying it.")
@@ -55,6 +57,7 @@ def predict_command(
         tta=tta,
         triaxis=triaxis,
         device=device,
+        precision=precision,
         dtype="uint8" if dtype == "uint8" else "float32",
         raw_mode="reference" if reference else "copy",
         memory_budget_gb=memory_budget_gb,

@@ -11,6 +11,7 @@ from vemkit.cli.common import (
     OverwriteOption,
     QuietOption,
     RecipeDeviceOption,
+    RecipePrecisionOption,
     ThreadsOption,
     cli_progress,
     handle_errors,
@@ -33,6 +34,7 @@ def train_command(
         typer.Option("--output", "-o", help="Output folder (overrides 'output:' of the recipe)."),
     ] = None,
     device: RecipeDeviceOption = None,
+    precision: RecipePrecisionOption = None,
     threads: ThreadsOption = None,
     overwrite: OverwriteOption = False,
     resume: Annotated[
@@ -53,6 +55,8 @@ def train_command(
     log_epochs_unless_tty("vemkit.ml.train", "vemkit.pipelines.train", quiet=quiet)
     if device is not None:
         recipe = recipe.model_copy(update={"device": device})
+    if precision is not None:
+        recipe = recipe.model_copy(update={"precision": precision})
     set_threads(threads)
     outcome = run_training(
         recipe,
@@ -61,6 +65,7 @@ def train_command(
             ["vemkit", "train", config]
             + (["--output", output] if output else [])
             + (["--device", device] if device else [])
+            + (["--precision", precision] if precision else [])
             + (["--threads", str(threads)] if threads else [])
         ),
         output=output,

@@ -25,6 +25,7 @@ from vemkit.errors import ConfigError, InvalidVolumeError, VoxelSizeError
 from vemkit.geometry import VoxelSize
 from vemkit.ml.networks import ensemble_members
 from vemkit.ml.normalize import Normalization, normalize
+from vemkit.ml.precision import Autocast, Precision, resolve_precision
 from vemkit.progress import NullProgress, Progress
 
 __all__ = [
@@ -176,7 +177,7 @@ def _predict(
     tta: bool,
     blend: Blend,
     activation: Activation,
-    amp: bool,
+    autocast: Autocast,
     progress: Progress,
     description: str,
 ) -> NDArray[np.float32]:
@@ -205,7 +206,6 @@ def _predict(
     ]
     windows = list(itertools.product(*starts))
     weights = blend_weights(patch_shape, blend=blend)
-    use_amp = amp and device.type == "cuda"
     # Spatial axes of the network input: (B, C, Y, X) for 2D, (B, C, Z, Y, X) for 3D.
     window_axes = [2, 3] if planar else [2, 3, 4]
     flip_sets: list[list[int]] = [[]]
@@ -238,9 +238,7 @@ def _predict(
                 output: torch.Tensor | None = None
                 for member, flips in itertools.product(members, flip_sets):
                     x = torch.flip(inputs, flips) if flips else inputs
-                    with torch.autocast(
-                        device_type=device.type, dtype=torch.float16, enabled=use_amp
-                    ):
+                    with autocast():
                         y = member(x)
                     # float64 so that averaging identical flips is exact
                     y = _apply_activation(y.float(), activation).double()
@@ -297,7 +295,7 @@ def predict_array(
     axis: int = 0,
     blend: Blend = "gaussian",
     activation: Activation = None,
-    amp: bool = True,
+    precision: Precision = "auto",
     progress: Progress | None = None,
 ) -> NDArray[np.float32]:
     """Predict a whole image with a network, window by window.
@@ -332,8 +330,9 @@ def predict_array(
         Weighting of overlapping windows (see :func:`blend_weights`).
     activation : {"sigmoid", "softmax", "tanh"} or None
         Applied to each network output before blending.
-    amp : bool
-        float16 autocast on CUDA (ignored on the CPU).
+    precision : {"auto", "float32", "bfloat16"}
+        Autocast of the network passes (:func:`~vemkit.ml.precision.resolve_precision`):
+        ``"auto"`` is float16 on CUDA and float32 on the CPU.
     progress : Progress, optional
         One step per batch of windows.
 
@@ -361,7 +360,7 @@ def predict_array(
         "tta": tta,
         "blend": blend,
         "activation": activation,
-        "amp": amp,
+        "autocast": resolve_precision(precision, device),
         "progress": reporter,
     }
     if len(shape) == 3:
@@ -450,7 +449,7 @@ def predict_triaxis(
     model_voxel_size: VoxelSize | Sequence[float] | float | None = None,
     axes: Sequence[int] = (0, 1, 2),
     axis_weights: Sequence[float] | None = None,
-    amp: bool = True,
+    precision: Precision = "auto",
     progress: Progress | None = None,
 ) -> NDArray[np.float32]:
     """Run a 2D network along z, y and x planes and average the results (tri-axis).
@@ -473,7 +472,7 @@ def predict_triaxis(
         Plane orientations to use (0 = z planes, 1 = zx planes, 2 = zy planes).
     axis_weights : sequence of float, optional
         Weight of each orientation in the average (default equal).
-    overlap, batch_size, device, normalization, tta, blend, activation, amp
+    overlap, batch_size, device, normalization, tta, blend, activation, precision
         As for :func:`predict_array`.
     progress : Progress, optional
         One task per orientation.
@@ -548,7 +547,7 @@ def predict_triaxis(
             axis=axis,
             blend=blend,
             activation=activation,
-            amp=amp,
+            precision=precision,
             progress=progress,
         ).astype(np.float64)
         fused = prediction * weight if fused is None else fused + prediction * weight

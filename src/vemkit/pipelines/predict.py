@@ -44,6 +44,7 @@ from vemkit.io.registry import open_layer
 from vemkit.io.validate import require_volume, require_voxel_size
 from vemkit.ml.networks import UNetConfig
 from vemkit.ml.normalize import Normalization
+from vemkit.ml.precision import Precision, resolve_precision
 from vemkit.ml.predict import context_stack, predict_array, predict_triaxis, resample_to_shape
 from vemkit.ml.zoo import load_zoo_model, resolve_model
 from vemkit.pipelines import DEFAULT_MEMORY_BUDGET_GB
@@ -327,6 +328,7 @@ def predict_block(
     tta: bool = False,
     triaxis: bool = False,
     device: str | torch.device = "cpu",
+    precision: Precision = "auto",
     progress: Progress | None = None,
 ) -> NDArray[np.float32]:
     """Predict the output maps of ``model`` for one raw block (the blockwise hook).
@@ -350,6 +352,9 @@ def predict_block(
         resampled to isotropic voxels of the model's in-plane size first.
     device : str or torch.device
         Where the network runs.
+    precision : {"auto", "float32", "bfloat16"}
+        Autocast of the network (:func:`vemkit.ml.precision.resolve_precision`); the
+        card's metrics are measured with ``"auto"``.
     progress : Progress, optional
         One step per batch of windows.
 
@@ -375,6 +380,7 @@ def predict_block(
         "normalization": spec.normalization,
         "tta": tta,
         "activation": spec.activation,
+        "precision": precision,
         "progress": progress,
     }
     if triaxis:
@@ -581,6 +587,7 @@ def predict_volume(
     tta: bool = False,
     triaxis: bool = False,
     device: str = "cpu",
+    precision: Precision = "auto",
     dtype: Literal["float32", "uint8"] = "float32",
     raw_mode: Literal["copy", "reference"] = "copy",
     memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
@@ -601,7 +608,7 @@ def predict_volume(
         ``<model>_<channel>`` at the input's voxel size.
     voxel_size : VoxelSize or str, optional
         Overrides the input's voxel size (nm, z, y, x).
-    tta, triaxis, device
+    tta, triaxis, device, precision
         See :func:`predict_block`.
     dtype : {"float32", "uint8"}
         Storage of probability maps (uint8 holds ``round(255 * p)``).
@@ -651,6 +658,7 @@ def predict_volume(
         tta=tta,
         triaxis=triaxis,
         device=device,
+        precision=precision,
         progress=progress,
     )
     seconds = time.perf_counter() - start
@@ -678,6 +686,7 @@ def predict_volume(
             "tta": tta,
             "triaxis": triaxis,
             "device": device,
+            "precision": resolve_precision(precision, device).name,
             "seconds": round(seconds, 2),
             "normalization": spec.normalization.to_dict(),
         }

@@ -69,6 +69,7 @@ from vemkit.io.webknossos import write_nml
 from vemkit.measure import measure_regions
 from vemkit.measure.meshes import mesh_objects
 from vemkit.ml.normalize import Normalization
+from vemkit.ml.precision import Precision
 from vemkit.ml.zoo import resolve_model
 from vemkit.pipelines.convert import refuse_input_as_output
 from vemkit.pipelines.measure import spatial_summary, write_mesh_files, write_table
@@ -115,6 +116,11 @@ class SegmentSettings(BaseModel):
     )
     tta: bool = Field(default=False, description="Average predictions over flips.")
     device: str = Field(default="cpu", description="cpu, cuda, cuda:N or auto.")
+    precision: Precision = Field(
+        default="auto",
+        description="Autocast of the network: auto (float16 on CUDA, float32 on the CPU), "
+        "float32, or bfloat16 (about 2x faster on CPUs with bfloat16 instructions).",
+    )
     cluster: str = Field(
         default="threads",
         description="Dask scheduler: threads, synchronous, processes, local:N, tcp://host:port, "
@@ -350,6 +356,7 @@ class _BlockPredictor:
     triaxis: bool
     tta: bool
     squeeze: bool = False
+    precision: Precision = "auto"
 
     def __call__(self, *, box: Box) -> NDArray[np.float32]:
         start = [o * f for o, f in zip(box.offset, self.factors, strict=True)]
@@ -372,6 +379,7 @@ class _BlockPredictor:
                 tta=self.tta,
                 triaxis=self.triaxis,
                 device=self.device,
+                precision=self.precision,
             )
         return maps[0] if self.squeeze else maps
 
@@ -388,6 +396,8 @@ class _BlockPredictor:
             "model_digest": self.model_digest,
             "triaxis": self.triaxis,
             "tta": self.tta,
+            # only when set, so that jobs started before the option existed still resume
+            **({"precision": self.precision} if self.precision != "auto" else {}),
         }
 
 
@@ -694,6 +704,7 @@ def _segment(  # noqa: PLR0917
         triaxis=triaxis,
         tta=settings.tta,
         squeeze=len(spec.channels) == 1,
+        precision=settings.precision,
     )
     channels = list(spec.channels)
     single = len(channels) == 1
