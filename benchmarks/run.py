@@ -123,6 +123,14 @@ def benches(workdir: Path) -> list[Bench]:
             [PYTHON, str(HERE / "bench_models.py")],
             markdown=True,
         ),
+        Bench(
+            "float32 vs bfloat16 on the CPU (`--precision`)",
+            "One training step of each shipped recipe's network and `vemkit models score` "
+            "(held-out metrics and prediction throughput) in both precisions.",
+            [PYTHON, str(HERE / "bench_precision.py"), "--quick"],
+            [PYTHON, str(HERE / "bench_precision.py")],
+            markdown=True,
+        ),
     ]
 
 

@@ -326,6 +326,27 @@ def test_bfloat16_training_learns_and_records_its_precision(tmp_path):
     assert resumed.history[2].train_loss == fast.history[2].train_loss
 
 
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_a_nan_gradient_stops_training_before_it_reaches_the_weights(tmp_path, precision):
+    model = build_network(CONFIG, seed=0)
+    name, poisoned = next(iter(model.named_parameters()))
+    poisoned.register_hook(lambda grad: grad * float("nan"))
+    before = poisoned.detach().clone()
+    with pytest.raises(TrainingError, match=f"gradient of {name} became NaN") as caught:
+        train(
+            model,
+            tiny_data(),
+            None,
+            BCEDiceLoss(),
+            torch.optim.Adam(model.parameters(), lr=1e-2),
+            epochs=1,
+            checkpoint_dir=tmp_path,
+            precision=precision,
+        )
+    assert torch.equal(poisoned.detach(), before)  # no step was taken with it
+    assert ("--precision float32" in str(caught.value)) == (precision == "bfloat16")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_mixed_precision_training_and_prediction_on_cuda(tmp_path):
     from vemkit.ml.predict import predict_array

@@ -66,3 +66,26 @@ def test_bfloat16_prediction_is_close_to_float32_but_not_the_same():
     assert not np.array_equal(fused, predict_triaxis(model, image, **options))
     with pytest.raises(ConfigError, match="precision"):
         predict_array(model, image, precision="float16", **options)
+
+
+def test_bfloat16_training_of_a_3d_network_on_the_cpu_warns(tmp_path, caplog):
+    from vemkit.ml.losses import BCEDiceLoss
+    from vemkit.ml.train import train
+
+    config = UNetConfig(dims=3, depth=2, base_channels=4, anisotropic_levels=1)
+    model = build_network(config, seed=0)
+    image = torch.randn(2, 1, 4, 16, 16)
+    target = (image > 0).float()
+    batches = [(image, target, torch.ones_like(target))]
+    with caplog.at_level(logging.WARNING, logger="vemkit.ml.train"):
+        train(
+            model,
+            batches,
+            None,
+            BCEDiceLoss(),
+            torch.optim.Adam(model.parameters(), lr=1e-3),
+            epochs=1,
+            checkpoint_dir=tmp_path,
+            precision="bfloat16",
+        )
+    assert "NaN weight gradients for some shapes" in caplog.text

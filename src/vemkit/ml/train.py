@@ -168,6 +168,30 @@ def _resolve_resume(resume_from: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def _nonfinite_gradient(model: nn.Module) -> str | None:
+    """Return the name of the first parameter whose gradient is not finite, if any."""
+    for name, parameter in model.named_parameters():
+        if parameter.grad is not None and not bool(torch.isfinite(parameter.grad).all()):
+            return name
+    return None
+
+
+def _gradient_message(name: str, epoch: int, precision: str) -> str:
+    message = f"the gradient of {name} became NaN or infinite in epoch {epoch}"
+    if precision == "bfloat16":
+        # Measured with PyTorch 2.13 (BENCHMARKS.md): oneDNN's bfloat16 Conv3d weight
+        # gradient is NaN for some shapes (e.g. 2 x 128 x 2 x 20 x 20) from finite inputs.
+        return (
+            f"{message} in bfloat16 (the loss was finite): PyTorch's CPU bfloat16 "
+            "convolutions give NaN weight gradients for some 3D shapes; train with precision "
+            "float32 (--resume --precision float32 goes on from the last epoch)"
+        )
+    return (
+        f"{message} (the loss was finite); lower the learning rate, check the targets and the "
+        "normalisation"
+    )
+
+
 def _evaluate(
     model: nn.Module,
     loader: Iterable[Any],
@@ -301,6 +325,12 @@ def train(
     device = torch.device(device)
     autocast = resolve_precision(precision, device)
     use_scaler = autocast.scales_gradients
+    if autocast.dtype == torch.bfloat16 and device.type == "cpu" and config.dims == 3:
+        logger.warning(
+            "bfloat16 training of a 3D network on the CPU: PyTorch's bfloat16 Conv3d gives NaN "
+            "weight gradients for some shapes (training then stops with an error); float32 "
+            "is the safe choice for 3D networks"
+        )
     reporter = progress if progress is not None else NullProgress()
     checkpoint_path = Path(checkpoint_dir)
     checkpoint_path.mkdir(parents=True, exist_ok=True)
@@ -388,6 +418,11 @@ def train(
                             "the learning rate, check the targets and the normalisation"
                         )
                     scaler.scale(loss).backward()
+                    # float16's scaler skips such steps itself; elsewhere one NaN gradient
+                    # would silently turn the weights into NaN
+                    bad = None if use_scaler else _nonfinite_gradient(model)
+                    if bad is not None:
+                        raise TrainingError(_gradient_message(bad, epoch, autocast.name))
                     if grad_clip_norm is not None:
                         scaler.unscale_(optimizer)
                         nn.utils.clip_grad_norm_(model.parameters(), grad_clip_norm)
