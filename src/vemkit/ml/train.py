@@ -180,11 +180,11 @@ def _gradient_message(name: str, epoch: int, precision: str) -> str:
     message = f"the gradient of {name} became NaN or infinite in epoch {epoch}"
     if precision == "bfloat16":
         # Measured with PyTorch 2.13 (BENCHMARKS.md): oneDNN's bfloat16 Conv3d weight
-        # gradient is NaN for some shapes (e.g. 2 x 128 x 2 x 20 x 20) from finite inputs.
+        # gradient is often NaN from finite inputs when z is 2 voxels deep (3-wide kernel).
         return (
-            f"{message} in bfloat16 (the loss was finite): PyTorch's CPU bfloat16 "
-            "convolutions give NaN weight gradients for some 3D shapes; train with precision "
-            "float32 (--resume --precision float32 goes on from the last epoch)"
+            f"{message} in bfloat16 (the loss was finite): PyTorch's CPU bfloat16 3D "
+            "convolutions give NaN weight gradients where z is 2 voxels deep; train with "
+            "precision float32 (--resume --precision float32 goes on from the last epoch)"
         )
     return (
         f"{message} (the loss was finite); lower the learning rate, check the targets and the "
@@ -328,8 +328,8 @@ def train(
     if autocast.dtype == torch.bfloat16 and device.type == "cpu" and config.dims == 3:
         logger.warning(
             "bfloat16 training of a 3D network on the CPU: PyTorch's bfloat16 Conv3d gives NaN "
-            "weight gradients for some shapes (training then stops with an error); float32 "
-            "is the safe choice for 3D networks"
+            "weight gradients where a level's input is 2 voxels deep along z (training then "
+            "stops with an error); float32 is the safe choice for 3D networks"
         )
     reporter = progress if progress is not None else NullProgress()
     checkpoint_path = Path(checkpoint_dir)
