@@ -89,3 +89,13 @@ def test_bfloat16_training_of_a_3d_network_on_the_cpu_warns(tmp_path, caplog):
             precision="bfloat16",
         )
     assert "NaN weight gradients where" in caplog.text
+
+
+def test_the_faster_precision_is_suggested_only_where_it_helps(monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_bfloat16_native", lambda: True)
+    assert "--precision bfloat16" in precision_module.faster_precision_hint("auto", "cpu")
+    assert precision_module.faster_precision_hint("float32", "cpu") is None
+    assert precision_module.faster_precision_hint("bfloat16", "cpu") is None
+    assert precision_module.faster_precision_hint("auto", "cuda") is None
+    monkeypatch.setattr(precision_module, "cpu_bfloat16_native", lambda: None)
+    assert precision_module.faster_precision_hint("auto", "cpu") is None

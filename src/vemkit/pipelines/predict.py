@@ -44,7 +44,7 @@ from vemkit.io.registry import open_layer
 from vemkit.io.validate import require_volume, require_voxel_size
 from vemkit.ml.networks import UNetConfig
 from vemkit.ml.normalize import Normalization
-from vemkit.ml.precision import Precision, resolve_precision
+from vemkit.ml.precision import Precision, faster_precision_hint, resolve_precision
 from vemkit.ml.predict import context_stack, predict_array, predict_triaxis, resample_to_shape
 from vemkit.ml.zoo import load_zoo_model, resolve_model
 from vemkit.pipelines import DEFAULT_MEMORY_BUDGET_GB
@@ -633,6 +633,9 @@ def predict_volume(
     refuse_input_as_output(source, output)
     check_output_path(output, overwrite=overwrite)
     network, spec, _ = load_predictor(model, device=device)
+    hint = faster_precision_hint(precision, device)
+    if hint:
+        log.info(hint)
     raw = require_voxel_size(require_volume(open_layer(source, voxel_size=voxel_size)))
     if raw.axes != "zyx":
         raise InvalidVolumeError(

@@ -69,7 +69,7 @@ from vemkit.io.webknossos import write_nml
 from vemkit.measure import measure_regions
 from vemkit.measure.meshes import mesh_objects
 from vemkit.ml.normalize import Normalization
-from vemkit.ml.precision import Precision
+from vemkit.ml.precision import Precision, faster_precision_hint
 from vemkit.ml.zoo import resolve_model
 from vemkit.pipelines.convert import refuse_input_as_output
 from vemkit.pipelines.measure import spatial_summary, write_mesh_files, write_table
@@ -618,6 +618,9 @@ def _segment(  # noqa: PLR0917
             f"axes {raw.axes!r}"
         )
     device = _resolve_device(settings.device)
+    hint = faster_precision_hint(settings.precision, device)
+    if hint:
+        log.info(hint)
     model_folder = resolve_model(settings.model)
     _, spec, card = load_predictor(model_folder, device="cpu")
     if spec.voxel_size is None:
