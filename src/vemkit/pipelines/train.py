@@ -1282,6 +1282,17 @@ def _teacher_objects(
             f"{list(spec.channels)})"
         )
     evaluation = card_evaluation(card, EvaluationSettings())
+    return _instances(maps, spec=spec, voxel_size=voxel_size, evaluation=evaluation)
+
+
+def _instances(
+    maps: NDArray[np.float32],
+    *,
+    spec: ModelSpec,
+    voxel_size: VoxelSize,
+    evaluation: EvaluationSettings,
+) -> NDArray[np.uint32]:
+    """Objects of predicted maps with the instance method and settings of ``evaluation``."""
     return segment_instances(
         maps,
         spec=spec,
@@ -1981,16 +1992,7 @@ def segment_outputs(
         truth_objects = load_source(gt_source, native=True).labels
     else:
         truth_objects = labels
-    objects = segment_instances(
-        maps,
-        spec=spec,
-        voxel_size=loaded.voxel_size,
-        method=evaluation.instances,
-        foreground_threshold=evaluation.foreground_threshold,
-        boundary_threshold=evaluation.boundary_threshold,
-        min_size_nm3=evaluation.min_size_nm3,
-        min_seed_size_nm3=evaluation.min_seed_size_nm3,
-    )
+    objects = _instances(maps, spec=spec, voxel_size=loaded.voxel_size, evaluation=evaluation)
     return SegmentedRegion(
         predicted=predicted_fg,
         truth=truth_fg,
