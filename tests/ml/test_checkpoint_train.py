@@ -314,6 +314,7 @@ def test_bfloat16_training_learns_and_records_its_precision(tmp_path):
     assert losses != [r.train_loss for r in exact.history]
     # weights and their gradients stay float32; only the passes are autocast
     assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert (fast.precision, exact.precision) == ("bfloat16", "float32")
     _, _, card = load_model(fast.best_checkpoint)
     assert card["training"]["precision"] == "bfloat16"
     _, _, card = load_model(exact.best_checkpoint)

@@ -37,9 +37,14 @@ def test_autocast_runs_convolutions_in_the_chosen_type():
 
 def test_bfloat16_on_a_cpu_without_it_warns(monkeypatch, caplog):
     monkeypatch.setattr(precision_module, "cpu_bfloat16_native", lambda: False)
+    precision_module._warn_emulated_bfloat16.cache_clear()
     with caplog.at_level(logging.WARNING, logger="vemkit.ml.precision"):
         resolve_precision("bfloat16", "cpu")
     assert "no bfloat16 instructions" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vemkit.ml.precision"):
+        resolve_precision("bfloat16", "cpu")  # e.g. the next block: said once is enough
+    assert caplog.text == ""
     caplog.clear()
     monkeypatch.setattr(precision_module, "cpu_bfloat16_native", lambda: True)
     with caplog.at_level(logging.WARNING, logger="vemkit.ml.precision"):

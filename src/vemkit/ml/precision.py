@@ -13,6 +13,7 @@ scaling. ``"float32"`` never autocasts (also on CUDA).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import platform
 from collections.abc import Iterator
@@ -131,11 +132,17 @@ def resolve_precision(precision: str, device: str | torch.device) -> Autocast:
         if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
             raise ConfigError(f"{device} does not support bfloat16; use precision auto")
     elif device.type == "cpu" and cpu_bfloat16_native() is False:
-        log.warning(
-            "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX); PyTorch emulates "
-            "bfloat16 and it will be slower than float32 (precision float32 or auto)"
-        )
+        _warn_emulated_bfloat16()
     return Autocast(device.type, torch.bfloat16)
+
+
+@functools.cache
+def _warn_emulated_bfloat16() -> None:
+    """Warn once per process (blockwise and tri-axis prediction resolve once per call)."""
+    log.warning(
+        "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX); PyTorch emulates "
+        "bfloat16 and it will be slower than float32 (precision float32 or auto)"
+    )
 
 
 def faster_precision_hint(precision: str, device: str | torch.device) -> str | None:

@@ -80,6 +80,8 @@ class TrainResult:
         Whether early stopping ended the run.
     stopped_by_time : bool
         Whether the ``max_seconds`` budget ended the run before ``epochs``.
+    precision : str
+        What the passes ran in: ``"float32"``, ``"bfloat16"`` or ``"float16"``.
     """
 
     history: tuple[EpochRecord, ...]
@@ -90,6 +92,7 @@ class TrainResult:
     last_checkpoint: Path
     stopped_early: bool
     stopped_by_time: bool = False
+    precision: str = "float32"
 
 
 def _unpack(
@@ -535,4 +538,5 @@ def train(
         last_checkpoint=last_dir,
         stopped_early=stopped_early,
         stopped_by_time=stopped_by_time,
+        precision=autocast.name,
     )

@@ -2860,7 +2860,7 @@ def _train_network(
         "stopped_early": result.stopped_early,
         "stopped_by_time_budget": result.stopped_by_time,
         "train_seconds": round(train_seconds, 1),
-        "precision": resolve_precision(config.precision, config.device).name,
+        "precision": result.precision,
         "history": [
             {
                 "epoch": r.epoch,
