@@ -14,7 +14,12 @@ torch.set_num_threads(1)
 
 
 def test_precision_names_and_devices():
+    from typing import get_args
+
+    from vemkit.cli.common import PrecisionName
+
     assert PRECISIONS == ("auto", "float32", "bfloat16")
+    assert get_args(PrecisionName) == PRECISIONS  # the CLI's copy of the names
     cpu = resolve_precision("auto", "cpu")
     assert (cpu.dtype, cpu.name, cpu.scales_gradients) == (None, "float32", False)
     cuda = resolve_precision("auto", "cuda:0")

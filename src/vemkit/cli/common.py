@@ -75,8 +75,10 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 RecipeDeviceOption = Annotated[
     str | None, typer.Option("--device", help="cpu, cuda or cuda:N (overrides 'device:').")
 ]
+# vemkit.ml.precision.Precision, spelled here so that the CLI starts without importing torch
+PrecisionName = Literal["auto", "float32", "bfloat16"]
 RecipePrecisionOption = Annotated[
-    Literal["auto", "float32", "bfloat16"] | None,
+    PrecisionName | None,
     typer.Option(
         "--precision",
         help="Autocast of the network (overrides 'precision:' of the recipe or settings): "
@@ -86,7 +88,7 @@ RecipePrecisionOption = Annotated[
     ),
 ]
 PrecisionOption = Annotated[
-    Literal["auto", "float32", "bfloat16"],
+    PrecisionName,
     typer.Option(
         "--precision",
         help="Autocast of the network: auto = float16 on CUDA, float32 on the CPU (the model "
