@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -18,7 +20,7 @@ from vemkit.ml.augment import (
 from vemkit.ml.normalize import Normalization, fit_normalization, normalize
 from vemkit.ml.sampling import PatchDataset, PatchSampler
 from vemkit.ml.sparse import sparse_plane_mask
-from vemkit.ml.targets import binary_target
+from vemkit.ml.targets import binary_target, foreground_boundary_target
 
 torch.set_num_threads(1)
 
@@ -101,6 +103,47 @@ def test_patch_dataset_is_reproducible_per_epoch():
     assert batch[0].shape == (4, 1, 16, 16)
     with pytest.raises(ConfigError, match="fitted"):
         PatchDataset(sampler, samples_per_epoch=2, normalization=Normalization())
+
+
+def test_halo_patch_is_the_patch_with_its_surroundings():
+    image, labels = volume(shape=(12, 40, 40))
+    sampler = PatchSampler(image, labels, patch_shape=(4, 16, 16), foreground_fraction=0.5)
+    plain = sampler.sample(np.random.default_rng(3))
+    wide = sampler.sample(np.random.default_rng(3), halo=(1, 2, 2))
+    assert wide.image.shape == (1, 6, 20, 20)
+    assert wide.labels.shape == wide.valid.shape == (6, 20, 20)
+    np.testing.assert_array_equal(wide.image[:, 1:-1, 2:-2, 2:-2], plain.image)
+    np.testing.assert_array_equal(wide.labels[1:-1, 2:-2, 2:-2], plain.labels)
+    with pytest.raises(ConfigError, match="halo"):
+        sampler.sample(np.random.default_rng(3), halo=(1, 2))
+    with pytest.raises(ConfigError, match="halo"):
+        PatchDataset(sampler, samples_per_epoch=2, halo=(1, -1, 1))
+
+
+def test_halo_makes_3d_boundary_targets_known_up_to_the_patch_edges():
+    # 50 nm sections: a boundary needs the face neighbour along z, which a 4-section
+    # patch lacks in its first and last section -- half of the patch out of the loss.
+    image, labels = volume(shape=(12, 40, 40))
+    sampler = PatchSampler(image, labels, patch_shape=(4, 16, 16), foreground_fraction=1.0)
+    target_fn = functools.partial(
+        foreground_boundary_target, width_nm=20.0, voxel_size=(50.0, 5.0, 5.0), border_unknown=True
+    )
+    plain = PatchDataset(sampler, samples_per_epoch=8, target_fn=target_fn)
+    wide = PatchDataset(sampler, samples_per_epoch=8, target_fn=target_fn, halo=(1, 2, 2))
+    edge_plain, edge_wide = [], []
+    for index in range(8):
+        image_a, target_a, valid_a = plain[index]
+        image_b, target_b, valid_b = wide[index]
+        assert image_b.shape == image_a.shape
+        assert target_b.shape == target_a.shape
+        torch.testing.assert_close(image_b, image_a)  # same patch, no augmentation
+        assert not (valid_a & ~valid_b).any()  # the halo only adds knowledge
+        edge_plain.append(valid_a[[0, -1]].float().mean().item())
+        edge_wide.append(valid_b[[0, -1]].float().mean().item())
+        both = valid_a & valid_b
+        torch.testing.assert_close(target_a[:, both], target_b[:, both])
+    assert np.mean(edge_plain) < 0.4
+    assert np.mean(edge_wide) > 0.8  # unknown only where the halo leaves the volume
 
 
 def test_normalization_fixed_matches_per_block():

@@ -1148,3 +1148,17 @@ def test_min_class_share_keeps_each_class_most_confident_voxels(
                 pseudo_labels=pseudo_settings(unlabelled, "m", min_class_share=0.5),
             )
         )
+
+
+def test_3d_patches_carry_the_surroundings_their_targets_look_at():
+    from vemkit.pipelines.train import TargetSettings, _target_halo
+
+    boundary = TargetSettings(type="foreground_boundary", boundary_width_nm=27.6)
+    # 13.8 nm each side: one face neighbour along 50 nm z, 2 voxels at 9.2 nm in-plane.
+    assert _target_halo(boundary, (50.0, 9.2, 9.2), (4, 160, 160)) == (1, 2, 2)
+    assert _target_halo(boundary, (50.0, 4.0, 9.2), (4, 160, 160)) == (1, 4, 4)  # y == x
+    distance = TargetSettings(type="signed_distance", clip_nm=500.0)
+    assert _target_halo(distance, (40.0, 10.0, 10.0), (16, 32, 32)) == (13, 32, 32)  # capped
+    assert _target_halo(TargetSettings(type="binary"), (50.0, 9.2, 9.2), (4, 64, 64)) == ()
+    # 2D patches keep their rim out of the loss (the shipped recipes reproduce their cards).
+    assert _target_halo(boundary, (9.2, 9.2), (160, 160)) == ()

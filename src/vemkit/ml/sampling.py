@@ -60,6 +60,18 @@ def _crop(
     return out
 
 
+def _check_halo(halo: Sequence[int], ndim: int) -> tuple[int, ...]:
+    """Validate a per-axis halo (``()`` = none) and return one margin per patch axis."""
+    if not len(halo):
+        return (0,) * ndim
+    margins = tuple(int(h) for h in halo)
+    if len(margins) != ndim or any(h < 0 for h in margins):
+        raise ConfigError(
+            f"halo must be {ndim} non-negative sizes (one per patch axis), got {halo}"
+        )
+    return margins
+
+
 class PatchSampler:
     """Draw random patches around annotated voxels.
 
@@ -151,15 +163,26 @@ class PatchSampler:
         """Whether patches are 2D planes of a 3D volume."""
         return len(self.patch_shape) < self.labels.ndim
 
-    def sample(self, rng: np.random.Generator) -> Patch:
+    def sample(self, rng: np.random.Generator, *, halo: Sequence[int] = ()) -> Patch:
         """Draw one patch with ``rng``.
+
+        Parameters
+        ----------
+        rng : numpy.random.Generator
+            The random stream (the same draws with or without ``halo``).
+        halo : sequence of int, optional
+            Voxels added on both sides along each patch axis: the patch with its
+            surroundings, e.g. so that targets can be computed exactly up to the
+            patch's edges (see :class:`PatchDataset`).
 
         Returns
         -------
         Patch
-            ``image`` ``(C, *patch_shape)`` float32, ``labels`` and ``valid``
-            ``(*patch_shape)``; padded areas beyond the volume are not valid.
+            ``image`` ``(C, *shape)`` float32, ``labels`` and ``valid`` ``(*shape)``,
+            where ``shape`` is ``patch_shape`` plus twice ``halo``; padded areas beyond
+            the volume are not valid.
         """
+        margins = _check_halo(halo, len(self.patch_shape))
         use_fg = self._foreground.size > 0 and rng.random() < self.foreground_fraction
         pool = self._foreground if use_fg else self._annotated
         centre = np.unravel_index(pool[rng.integers(pool.size)], self.labels.shape)
@@ -178,10 +201,12 @@ class PatchSampler:
                 start.append(int(rng.integers(lo, hi + 1)))
             else:
                 start.append(-((p - size) // 2))
+        start = [s - h for s, h in zip(start, margins, strict=True)]
+        shape = [p + 2 * h for p, h in zip(self.patch_shape, margins, strict=True)]
         return Patch(
-            _crop(image, start, self.patch_shape, pad_mode="symmetric").astype(np.float32),
-            _crop(labels, start, self.patch_shape, pad_mode="constant"),
-            _crop(valid, start, self.patch_shape, pad_mode="constant"),
+            _crop(image, start, shape, pad_mode="symmetric").astype(np.float32),
+            _crop(labels, start, shape, pad_mode="constant"),
+            _crop(valid, start, shape, pad_mode="constant"),
         )
 
 
@@ -228,6 +253,12 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
         Builds the target from augmented labels, e.g.
         ``functools.partial(signed_distance_target, clip_nm=500, voxel_size=vs)``.
         ``None``: the labels as one float32 channel.
+    halo : sequence of int, optional
+        Voxels of surroundings on both sides along each patch axis: the patch is drawn,
+        normalised, augmented and given its target with them, then cropped to
+        ``patch_shape``. Targets that look beyond a voxel (boundaries, distances) are
+        otherwise unknown near the patch's edges and left out of the loss there — for
+        3D patches only a few sections deep, a large share of the patch.
 
     Notes
     -----
@@ -245,6 +276,7 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
         normalization: Normalization | None = None,
         augment: Augment | Callable[..., Any] | None = None,
         target_fn: TargetFn | Callable[..., Target] | None = None,
+        halo: Sequence[int] = (),
     ) -> None:
         if samples_per_epoch < 1:
             raise ConfigError(f"samples_per_epoch must be positive, got {samples_per_epoch}")
@@ -261,6 +293,7 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
         self.normalization = normalization
         self.augment = augment
         self.target_fn = target_fn
+        self.halo = _check_halo(halo, len(sampler.patch_shape)) if len(halo) else ()
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -274,7 +307,7 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
         if not 0 <= index < self.samples_per_epoch:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        image, labels, valid = self.sampler.sample(rng)
+        image, labels, valid = self.sampler.sample(rng, halo=self.halo)
         if self.normalization is not None:
             image = normalize(image, self.normalization)
         if self.augment is not None:
@@ -283,6 +316,9 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
             target, valid = self.target_fn(labels, valid=valid)
         else:
             target = np.where(valid, labels, 0).astype(np.float32)[None]
+        if any(self.halo):
+            inner = tuple(slice(h, n - h) for h, n in zip(self.halo, valid.shape, strict=True))
+            image, target, valid = image[(..., *inner)], target[(..., *inner)], valid[inner]
         return (
             torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
             torch.from_numpy(np.ascontiguousarray(target)),
