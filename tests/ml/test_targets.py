@@ -136,11 +136,45 @@ def test_boundary_valid_values_do_not_depend_on_unknown_labels(seed):
     t = foreground_boundary_target(labels, width_nm=25.0, voxel_size=10.0, valid=~unknown)
     assert t.target.shape == (2, 10, 10)
     assert not t.valid[unknown].any()
+    split = foreground_boundary_target(
+        labels, width_nm=25.0, voxel_size=10.0, valid=~unknown, per_channel=True
+    )
+    assert split.valid.shape == (2, 10, 10)
+    np.testing.assert_array_equal(split.valid[0], ~unknown)
+    np.testing.assert_array_equal(split.valid[1], t.valid)
     for _ in range(5):
         filled = labels.copy()
         filled[unknown] = rng.integers(0, 5, size=int(unknown.sum()))
         full = foreground_boundary_target(filled, width_nm=25.0, voxel_size=10.0)
         np.testing.assert_array_equal(full.target[:, t.valid], t.target[:, t.valid])
+        for channel in range(2):
+            known = split.valid[channel]
+            np.testing.assert_array_equal(full.target[channel, known], split.target[channel, known])
+
+
+def test_foreground_is_known_wherever_the_label_is():
+    # Every third 50 nm section painted: whether an object goes on into the unpainted
+    # section next to it is unknown, so its boundary is -- but not its foreground.
+    rng = np.random.default_rng(0)
+    labels = np.zeros((9, 24, 24), np.uint16)
+    zz, yy, xx = np.indices(labels.shape)
+    for index in range(1, 6):
+        cz, cy, cx = rng.integers(0, 9), rng.integers(0, 24), rng.integers(0, 24)
+        blob = (yy - cy) ** 2 + (xx - cx) ** 2 + (4 * (zz - cz)) ** 2 < 30
+        labels[blob & (labels == 0)] = index
+    painted = np.zeros(labels.shape, bool)
+    painted[::3] = True
+    t = foreground_boundary_target(
+        labels, width_nm=20.0, voxel_size=(50.0, 10.0, 10.0), valid=painted, per_channel=True
+    )
+    np.testing.assert_array_equal(t.valid[0], painted)
+    np.testing.assert_array_equal(t.target[0], (labels > 0) & painted)
+    assert t.valid[1].sum() < 0.2 * painted.sum()  # most painted boundaries are unsure
+    assert not (t.valid[1] & ~painted).any()
+    one = foreground_boundary_target(
+        labels, width_nm=20.0, voxel_size=(50.0, 10.0, 10.0), valid=painted
+    )
+    np.testing.assert_array_equal(one.valid, t.valid[1])  # one mask: the foreground's is lost
 
 
 def test_foreground_boundary_channels():

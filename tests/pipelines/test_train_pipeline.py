@@ -1162,3 +1162,52 @@ def test_3d_patches_carry_the_surroundings_their_targets_look_at():
     assert _target_halo(TargetSettings(type="binary"), (50.0, 9.2, 9.2), (4, 64, 64)) == ()
     # 2D patches keep their rim out of the loss (the shipped recipes reproduce their cards).
     assert _target_halo(boundary, (9.2, 9.2), (160, 160)) == ()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_3d_foreground_boundary_model_learns_from_every_third_section(tmp_path, seed):
+    # A painted section's foreground is known; its boundary mostly not (does the object go
+    # on into the unpainted section next to it?). With one mask for both channels, 3D
+    # patches kept ~2% of their voxels in the loss.
+    rng = np.random.default_rng(0)
+    shape = (20, 64, 64)
+    labels = np.zeros(shape, np.uint16)
+    zz, yy, xx = np.indices(shape)
+    for index in range(1, 40):
+        cz, cy, cx = rng.integers(0, 20), rng.integers(4, 60), rng.integers(4, 60)
+        radius = rng.uniform(4, 8)
+        inside = ((yy - cy) ** 2 + (xx - cx) ** 2 + (5 * (zz - cz)) ** 2) < radius**2
+        labels[inside & (labels == 0)] = index
+    image = ndimage.gaussian_filter(180.0 - 100.0 * (labels > 0) + rng.normal(0, 25, shape), 1)
+    tifffile.imwrite(tmp_path / "raw.tif", np.clip(image, 0, 255).astype(np.uint8))
+    tifffile.imwrite(tmp_path / "labels.tif", labels)
+    source = {
+        "image": str(tmp_path / "raw.tif"),
+        "labels": str(tmp_path / "labels.tif"),
+        "voxel_size": [50, 10, 10],
+    }
+    data = recipe(
+        tmp_path,
+        train=[{**source, "z_range": [0, 12]}],
+        validation=[{**source, "z_range": [12, 15]}],
+        test=[{**source, "z_range": [15, 20]}],
+        network={
+            "dims": 3,
+            "depth": 2,
+            "base_channels": 8,
+            "norm": "batch",
+            "anisotropic_levels": 1,
+        },
+        patch_shape=[4, 32, 32],
+        epochs=15,
+        samples_per_epoch=16,
+        evaluation={"calibrate_thresholds": False, "min_size_nm3": 1000},
+        sparse={"every_n_planes": 3},
+        seed=seed,
+        output=str(tmp_path / "model"),
+    )
+    held_out = run_training(parse_train_config(data)).metrics
+    # Measured (one thread): IoU 0.82 / 0.84, F1@0.5 0.76 / 0.76 for seeds 0 / 1 (seeds 2
+    # and 3: 0.79 / 0.82 and 0.76 / 0.82); with one mask, F1@0.5 0.23 / 0.13 (0.0 / 0.73).
+    assert held_out["foreground_iou"] > 0.75
+    assert held_out["object_f1_at"]["0.5"] > 0.7

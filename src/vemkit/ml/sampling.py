@@ -262,7 +262,7 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
 
     Notes
     -----
-    Items are ``(image (C, *S) float32, target, valid (*S) bool)`` tensors. The trainer
+    Items are ``(image (C, *S) float32, target, valid (*S) or (C, *S) bool)`` tensors. The trainer
     calls :meth:`set_epoch` before each epoch so epochs differ but stay reproducible.
     Leave ``set_epoch`` uncalled (e.g. for validation) to see the same patches each time.
     """
@@ -317,8 +317,9 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
         else:
             target = np.where(valid, labels, 0).astype(np.float32)[None]
         if any(self.halo):
-            inner = tuple(slice(h, n - h) for h, n in zip(self.halo, valid.shape, strict=True))
-            image, target, valid = image[(..., *inner)], target[(..., *inner)], valid[inner]
+            spatial = labels.shape  # the patch with its halo
+            inner = tuple(slice(h, n - h) for h, n in zip(self.halo, spatial, strict=True))
+            image, target, valid = image[(..., *inner)], target[(..., *inner)], valid[(..., *inner)]
         return (
             torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
             torch.from_numpy(np.ascontiguousarray(target)),

@@ -1539,7 +1539,11 @@ def _target_fn(target: TargetSettings, spacing: tuple[float, ...]) -> Callable[.
         return functools.partial(semantic_target, classes=dict(target.classes or {}))
     if target.type == "foreground_boundary":
         return functools.partial(
-            foreground_boundary_target, width_nm=width, voxel_size=spacing, border_unknown=True
+            foreground_boundary_target,
+            width_nm=width,
+            voxel_size=spacing,
+            border_unknown=True,
+            per_channel=len(spacing) == 3,  # see foreground_boundary_target
         )
     if target.type == "boundary":
         return functools.partial(
