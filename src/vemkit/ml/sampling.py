@@ -262,9 +262,10 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
 
     Notes
     -----
-    Items are ``(image (C, *S) float32, target, valid (*S) or (C, *S) bool)`` tensors. The trainer
-    calls :meth:`set_epoch` before each epoch so epochs differ but stay reproducible.
-    Leave ``set_epoch`` uncalled (e.g. for validation) to see the same patches each time.
+    Items are ``(image (C, *S) float32, target, valid (*S) or (C, *S) bool)`` tensors
+    (a valid mask per channel where the target function gives one). The trainer calls
+    :meth:`set_epoch` before each epoch so epochs differ but stay reproducible. Leave
+    ``set_epoch`` uncalled (e.g. for validation) to see the same patches each time.
     """
 
     def __init__(
