@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1211,3 +1212,14 @@ def test_3d_foreground_boundary_model_learns_from_every_third_section(tmp_path, 
     # and 3: 0.79 / 0.82 and 0.76 / 0.82); with one mask, F1@0.5 0.23 / 0.13 (0.0 / 0.73).
     assert held_out["foreground_iou"] > 0.75
     assert held_out["object_f1_at"]["0.5"] > 0.7
+
+
+RECIPES = sorted((Path(__file__).parents[2] / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda path: path.stem)
+def test_every_recipe_in_the_repository_is_valid(path):
+    config, _ = load_train_config(path)
+    assert config.test, "every recipe holds out test data for its card"
+    if config.network.dims == 3:
+        assert config.precision != "bfloat16"  # PyTorch's CPU bfloat16 Conv3d bug
