@@ -219,6 +219,19 @@ def test_2d_image_where_volume_is_needed(tmp_path: Path) -> None:
     assert "3D volume" in str(info.value)
 
 
+def test_few_sections_saved_by_tifffile_as_samples_get_the_fix(tmp_path: Path) -> None:
+    # tifffile.imwrite stores a (3, Y, X) array as one RGB image by default (deprecated).
+    path = tmp_path / "three_sections.tif"
+    tifffile.imwrite(path, _noise((3, 32, 32)), photometric="rgb", planarconfig="separate")
+    with pytest.raises(InvalidVolumeError, match="2D image") as info:
+        require_volume(open_layer(path))
+    assert "3 planes as samples" in str(info.value)
+    assert "photometric='minisblack', metadata={'axes': 'ZYX'}" in str(info.value)
+    fixed = tmp_path / "fixed.tif"
+    tifffile.imwrite(fixed, _noise((3, 32, 32)), photometric="minisblack", metadata={"axes": "ZYX"})
+    assert require_volume(open_layer(fixed)).axes == "zyx"  # the fix works
+
+
 def test_channels_where_single_channel_is_needed(tmp_path: Path) -> None:
     path = tmp_path / "two_channels.tif"
     tifffile.imwrite(path, _noise((3, 2, 8, 8)), imagej=True, metadata={"axes": "ZCYX"})

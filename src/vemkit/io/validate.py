@@ -19,10 +19,20 @@ def require_volume(layer: Layer) -> Layer:
         For a 2D image, a stack with channels, or an empty array.
     """
     if layer.spatial_ndim != 3:
+        hint = ""
+        if "S" in str(layer.metadata.get("axes_in_file", "")) and "c" in layer.axes:
+            # tifffile.imwrite (2025-2026 versions) stores a (3 or 4, Y, X) array as one
+            # image with 3 or 4 samples per pixel (colour channels), not as sections.
+            hint = (
+                f" The TIFF stores its {layer.shape[layer.axes.index('c')]} planes as samples "
+                "(colour channels) of one image, as tifffile.imwrite does by default for "
+                "arrays of 3 or 4 planes; if they are sections, save them with "
+                "tifffile.imwrite(path, stack, photometric='minisblack', metadata={'axes': 'ZYX'})."
+            )
         raise InvalidVolumeError(
             f"{layer.metadata.get('source', layer.name)!r} is a {layer.spatial_ndim}D image "
             f"(shape {layer.shape}); vemkit needs a 3D volume (z, y, x). Give a stack, a "
-            "folder of slices or a 3D file"
+            f"folder of slices or a 3D file.{hint}"
         )
     if "c" in layer.axes:
         raise InvalidVolumeError(
