@@ -294,7 +294,7 @@ class PatchDataset(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor, to
         self.normalization = normalization
         self.augment = augment
         self.target_fn = target_fn
-        self.halo = _check_halo(halo, len(sampler.patch_shape)) if len(halo) else ()
+        self.halo = _check_halo(halo, len(sampler.patch_shape))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:

@@ -469,9 +469,6 @@ def foreground_boundary_target(
         name="width_nm",
     )
     boundary, exact = _boundaries(array, known, spacing, float(width_nm), border_unknown)
-    if not per_channel:
-        foreground = (array > 0) & exact
-        return Target(np.stack([foreground, boundary]).astype(np.float32), exact)
-    foreground = (array > 0) & known
+    foreground = (array > 0) & (known if per_channel else exact)
     target = np.stack([foreground, boundary]).astype(np.float32)
-    return Target(target, np.stack([known, exact]))
+    return Target(target, np.stack([known, exact]) if per_channel else exact)
