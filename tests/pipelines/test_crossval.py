@@ -387,7 +387,7 @@ def test_an_unfinished_fold_goes_on_from_its_checkpoints(crossval, tmp_path, int
 
 
 def test_recipes_written_by_an_older_vemkit_still_resume(crossval, tmp_path):
-    """A field added since (stored without it) is not a change, nor are device and notes."""
+    """A field added since (stored without it) is not a change, nor are name, device, notes."""
     config, first = crossval
     copy = tmp_path / "copy"
     shutil.copytree(first.output, copy)
@@ -398,9 +398,13 @@ def test_recipes_written_by_an_older_vemkit_still_resume(crossval, tmp_path):
     stored = yaml.safe_load(fold_recipe.read_text())
     del stored["evaluation"]["instance_candidates"]
     fold_recipe.write_text(yaml.safe_dump(stored))
-    reworded = config.model_copy(update={"device": "cpu:0", "notes": ["a new note"]})
+    reworded = config.model_copy(
+        update={"name": "renamed", "device": "cpu:0", "notes": ["a new note"]}
+    )
     resumed = run_crossval(reworded, folds=3, output=copy)
     assert all(f["reused"] for f in resumed.report["per_fold"])
+    assert resumed.report["recipe_name"] == "renamed"
+    assert resumed.report["pooled"] == first.report["pooled"]
 
 
 def test_new_evaluation_settings_reuse_the_trained_folds(crossval, tubes, tmp_path):

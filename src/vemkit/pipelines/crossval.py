@@ -421,11 +421,12 @@ def _same_recipe(stored: Any, config: TrainConfig, *, but_evaluation: bool = Fal
     """Whether a stored recipe (a mapping) trains what ``config`` trains.
 
     Both are compared as parsed recipes, so fields added to vemkit since (with their
-    defaults) do not count as changes; ``device``, ``output``, ``description`` and
-    ``notes`` never do, nor ``evaluation`` with ``but_evaluation`` (it is applied after
+    defaults) do not count as changes; ``name``, ``device``, ``output``, ``description``
+    and ``notes`` never do (an experiment recipe copied under the shipped name trains the
+    same networks), nor ``evaluation`` with ``but_evaluation`` (it is applied after
     training).
     """
-    ignore = ("device", "output", "description", "notes")
+    ignore = ("name", "device", "output", "description", "notes")
     try:
         return not recipe_changes(
             stored, config, ignore=(*ignore, "evaluation") if but_evaluation else ignore
