@@ -436,6 +436,27 @@ def test_new_evaluation_settings_reuse_the_trained_folds(crossval, tubes, tmp_pa
     assert original.report["pooled"] == first.report["pooled"]
 
 
+def test_fixed_evaluation_settings_replace_those_the_folds_chose(crossval, tubes, tmp_path):
+    """A recipe that stops calibrating scores every reused fold with its own thresholds."""
+    _, first = crossval
+    copy = tmp_path / "copy"
+    shutil.copytree(first.output, copy)
+    data = tube_recipe(tubes)
+    data["evaluation"] = {
+        **data["evaluation"],
+        "calibrate_thresholds": False,
+        "foreground_threshold": 0.9,
+        "boundary_threshold": 0.2,
+    }
+    fixed = run_crossval(parse_train_config(data), folds=3, output=copy)
+    folds = fixed.report["per_fold"]
+    assert all(f["reused"] and not f["evaluation_recalibrated"] for f in folds)
+    assert [f["thresholds"] for f in folds] == [{"foreground": 0.9, "boundary": 0.2}] * 3
+    assert [f["thresholds"] for f in first.report["per_fold"]] != [
+        {"foreground": 0.9, "boundary": 0.2}
+    ] * 3
+
+
 def test_tta_reuses_the_trained_folds_and_predicts_with_flips(crossval, tmp_path, monkeypatch):
     import vemkit.pipelines.train as train_module
 

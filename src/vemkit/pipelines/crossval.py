@@ -912,7 +912,7 @@ def run_crossval(
             {
                 None: "",
                 "same": " (trained before, reused)",
-                "weights": " (trained before; new evaluation settings chosen again)",
+                "weights": " (trained before; new evaluation settings)",
             }[found],
         )
         if not reused:
@@ -944,6 +944,10 @@ def run_crossval(
             chosen = choose_from_candidates(candidates, spec=spec, evaluation=recipe.evaluation)
             log.info("chosen on the validation data: %s", chosen)
             evaluation = recipe.evaluation.model_copy(update=chosen)
+        elif found == "weights":
+            # trained with other evaluation settings and this recipe chooses none: its own
+            # fixed settings apply, not those the fold's card chose
+            evaluation = recipe.evaluation
         else:
             evaluation = card_evaluation(card, recipe.evaluation)
         tests: list[LoadedSource] = []
