@@ -77,9 +77,43 @@ def test_without_candidates_the_method_stays():
     assert set(chosen) == {"foreground_threshold", "boundary_threshold"}
 
 
+def test_a_fixed_foreground_threshold_stays_and_only_the_boundary_is_chosen():
+    maps, loaded = _bars(touching=True)
+    maps[0][maps[0] > 0.5] = 0.45  # foreground below 0.5: a calibrated threshold goes lower
+    free = choose_instance_settings(
+        [maps], [loaded], spec=SPEC, evaluation=EvaluationSettings(calibrate_thresholds=True)
+    )
+    assert free["foreground_threshold"] == 0.4
+    fixed = EvaluationSettings(
+        calibrate_thresholds=True, calibrate_foreground=False, foreground_threshold=0.45
+    )
+    chosen = choose_instance_settings([maps], [loaded], spec=SPEC, evaluation=fixed)
+    assert chosen["foreground_threshold"] == 0.45
+    assert chosen["boundary_threshold"] in (0.3, 0.5, 0.7, 0.9)
+
+
+def test_candidates_scored_without_the_fixed_threshold_are_refused():
+    from vemkit.pipelines.train import choose_from_candidates, score_candidates
+
+    maps, loaded = _bars(touching=True)
+    everything = EvaluationSettings(calibrate_thresholds=True)
+    scores = score_candidates(maps, loaded, spec=SPEC, evaluation=everything)
+    fixed = EvaluationSettings(
+        calibrate_thresholds=True, calibrate_foreground=False, foreground_threshold=0.45
+    )
+    with pytest.raises(ValueError, match="lack foreground thresholds"):
+        choose_from_candidates([scores], spec=SPEC, evaluation=fixed)
+    at_half = fixed.model_copy(update={"foreground_threshold": 0.5})
+    assert (
+        choose_from_candidates([scores], spec=SPEC, evaluation=at_half)["foreground_threshold"]
+        == 0.5
+    )
+
+
 @pytest.mark.parametrize(
     ("evaluation", "words"),
     [
+        ({"calibrate_foreground": False}, "needs calibrate_thresholds"),
         ({"instance_candidates": ["connected_components_3d"]}, "calibrate_thresholds"),
         (
             {"calibrate_thresholds": True, "instance_candidates": ["connected_components_3d"]},

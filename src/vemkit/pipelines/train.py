@@ -488,6 +488,12 @@ class EvaluationSettings(_Settings):
         "foreground IoU and object F1@0.5 on the validation sources after training (binary "
         "targets: best IoU); the test data is not used.",
     )
+    calibrate_foreground: bool = Field(
+        default=True,
+        description="With calibrate_thresholds: false keeps foreground_threshold fixed and "
+        "chooses only the boundary threshold (and instance method); fewer choices made on "
+        "few validation sections, so less of their noise reaches the test scores.",
+    )
     instance_candidates: list[InstanceMethod] | None = Field(
         default=None,
         min_length=1,
@@ -501,6 +507,8 @@ class EvaluationSettings(_Settings):
 
     @model_validator(mode="after")
     def _check_candidates(self) -> EvaluationSettings:
+        if not self.calibrate_foreground and not self.calibrate_thresholds:
+            raise ValueError("calibrate_foreground: false needs calibrate_thresholds: true")
         candidates = self.instance_candidates
         if candidates is None:
             return self
@@ -2257,6 +2265,12 @@ def _uses_instances(spec: ModelSpec, evaluation: EvaluationSettings) -> bool:
     return "boundary" in spec.channels and evaluation.instances != "none"
 
 
+def _foreground_candidates(evaluation: EvaluationSettings) -> tuple[float, ...]:
+    if evaluation.calibrate_foreground:
+        return _CANDIDATE_FOREGROUND
+    return (evaluation.foreground_threshold,)
+
+
 def score_candidates(
     maps: NDArray[np.float32],
     source: LoadedSource,
@@ -2269,8 +2283,9 @@ def score_candidates(
     if source.source.ignore_value is not None:
         known = source.labels != source.source.ignore_value
     truth = (source.labels > 0) & known
+    foregrounds = _foreground_candidates(evaluation)
     counts = {}
-    for t in _CANDIDATE_FOREGROUND:
+    for t in foregrounds:
         mask = (maps[0] > t) & known
         counts[t] = (int(np.count_nonzero(mask & truth)), int(np.count_nonzero(mask | truth)))
     f1: dict[tuple[InstanceMethod, float, float], float] = {}
@@ -2281,7 +2296,7 @@ def score_candidates(
                 if method == "connected_components_3d"
                 else (0.3, 0.5, 0.7, 0.9)
             )
-            for fg in _CANDIDATE_FOREGROUND:
+            for fg in foregrounds:
                 for bd in boundaries:
                     objects = segment_instances(
                         maps,
@@ -2318,17 +2333,24 @@ def choose_from_candidates(
         union = sum(s.counts[threshold][1] for s in scores)
         return inter / union if union else 1.0
 
+    foregrounds = _foreground_candidates(evaluation)
+    if missing := [t for t in foregrounds if any(t not in s.counts for s in scores)]:
+        raise ValueError(
+            f"candidate scores lack foreground thresholds {missing}: they were scored with "
+            "other evaluation settings"
+        )
     if not _uses_instances(spec, evaluation):
-        foreground = max(_CANDIDATE_FOREGROUND, key=lambda t: (round(iou(t), 4), -abs(t - 0.5)))
+        foreground = max(foregrounds, key=lambda t: (round(iou(t), 4), -abs(t - 0.5)))
         return {"foreground_threshold": foreground}
 
     # One foreground threshold serves both the semantic mask and the instances, so
     # choose the pair (and method) best for the mean of foreground IoU and object F1@0.5.
     methods = list(evaluation.instance_candidates or [evaluation.instances])
-    ious = {t: iou(t) for t in _CANDIDATE_FOREGROUND}
+    ious = {t: iou(t) for t in foregrounds}
     scored = {
         key: (ious[key[1]] + float(np.mean([s.f1[key] for s in scores]))) / 2
         for key in scores[0].f1
+        if key[1] in ious
     }
     method, foreground, boundary = max(
         scored,
