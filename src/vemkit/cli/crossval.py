@@ -321,6 +321,13 @@ def _print_volume(
             if name.startswith("object_f1@"):
                 typer.echo(f"    {_label(name)}: {_score(entry)}")
         typer.echo(f"  objects: {pooled['n_pred']} predicted, {pooled['n_gt']} true")
+        if pooled.get("small_true_objects_left_out"):
+            without = pooled.get("object_f1_at_without_small_truth") or {}
+            typer.echo(
+                f"  without the {pooled['small_true_objects_left_out']} true objects below "
+                f"min_size_nm3 (none of that size can be predicted): object F1@0.5 "
+                f"{_cell(without.get('0.5'))}"
+            )
 
 
 def _signed(value: float | None) -> str:

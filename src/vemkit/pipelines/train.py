@@ -2168,7 +2168,45 @@ def score_outputs(
                 block_counts=block_counts,
             ),
         )
+        result.update(_scores_without_small_truth(region, voxel_size, evaluation))
     return result
+
+
+def _scores_without_small_truth(
+    region: SegmentedRegion, voxel_size: VoxelSize, evaluation: EvaluationSettings
+) -> dict[str, Any]:
+    """Object F1 with true objects below ``min_size_nm3`` left out (neither found nor missed).
+
+    The segmentation removes every object below ``min_size_nm3``, so a true object that
+    small can only be missed: in real data these are mostly slivers of objects cut by the
+    edge of the image or of the scored block. Like the ignored small instances of the
+    Cityscapes benchmark, they are here treated as unannotated (their voxels are left out
+    of the matching; a predicted object that lies entirely on them is not counted). The
+    card's ``object_f1_at`` still counts them; this is reported beside it.
+    """
+    truth = region.truth_objects
+    if evaluation.min_size_nm3 <= 0 or truth is None or region.objects is None:
+        return {}
+    ids, counts = np.unique(truth, return_counts=True)
+    real = (ids != 0) & (ids != (-1 if region.objects_ignore is None else region.objects_ignore))
+    small = ids[real & (counts * voxel_size.volume_nm3 < evaluation.min_size_nm3)]
+    ignore = region.objects_ignore
+    if ignore is None:
+        ignore = int(ids.max()) + 1
+    dtype = np.promote_types(truth.dtype, np.min_scalar_type(ignore))
+    kept = np.where(np.isin(truth, small), ignore, truth).astype(dtype, copy=False)
+    scores = evaluate(
+        region.objects,
+        kept,
+        voxel_size=voxel_size,
+        instance=True,
+        thresholds=evaluation.iou_thresholds,
+        ignore_label=ignore,
+    )
+    return {
+        "small_true_objects_left_out": int(small.size),
+        "object_f1_at_without_small_truth": dict(scores["f1_at"]),
+    }
 
 
 def _tolerant_scores(
