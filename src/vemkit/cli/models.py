@@ -149,6 +149,12 @@ def models_show_command(
             objects = f" on {volume['n_gt']} true objects" if volume.get("n_gt") else ""
             # older reports have no intervals for multi-class scores
             intervals = any(e.get("low") is not None for e in volume["metrics"].values())
+            small = volume.get("without_small_truth") or {}
+            if isinstance(small.get("object_f1@0.5"), float):
+                parts.append(
+                    f"F1@0.5 {small['object_f1@0.5']:.3f} without the {small['left_out']} "
+                    "true objects below the minimum object size"
+                )
             lines.append(
                 f"  recipe cross-validated ({cross['folds']} folds over {name}sections "
                 f"{first}-{stop - 1}{tta}{', 95% intervals' if intervals else ''}{objects}): "

@@ -1151,7 +1151,8 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
         ``{"value", "low", "high"}`` (``low``/``high`` ``None`` without an interval);
         ``pooled_validation_choice`` (``metrics`` with the settings chosen on the other
         folds' validation sections together, and ``recipe_settings``) when the report
-        has it. A cross-validation of several volumes has ``volumes`` (name, sections,
+        has it; ``without_small_truth`` (``left_out``, ``object_f1@0.5``: object F1 without
+        the true objects below ``min_size_nm3``) when it left some out. A cross-validation of several volumes has ``volumes`` (name, sections,
         object counts and metrics of each) and, as ``metrics``, their mean without
         intervals; ``sections`` is then ``None``.
     """
@@ -1196,6 +1197,11 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
     summary.update(
         n_pred=pooled.get("n_pred"), n_gt=pooled.get("n_gt"), metrics=metrics_with_intervals(pooled)
     )
+    if pooled.get("small_true_objects_left_out"):
+        summary["without_small_truth"] = {
+            "left_out": pooled["small_true_objects_left_out"],
+            "object_f1@0.5": (pooled.get("object_f1_at_without_small_truth") or {}).get("0.5"),
+        }
     if choice:
         summary["pooled_validation_choice"] = {
             "metrics": metrics_with_intervals(choice["pooled"]),
