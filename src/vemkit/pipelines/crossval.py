@@ -1152,9 +1152,10 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
         ``pooled_validation_choice`` (``metrics`` with the settings chosen on the other
         folds' validation sections together, and ``recipe_settings``) when the report
         has it; ``without_small_truth`` (``left_out``, ``object_f1@0.5``: object F1 without
-        the true objects below ``min_size_nm3``) when it left some out. A cross-validation of several volumes has ``volumes`` (name, sections,
-        object counts and metrics of each) and, as ``metrics``, their mean without
-        intervals; ``sections`` is then ``None``.
+        the true objects below ``min_size_nm3``) when it left some out. A cross-validation
+        of several volumes has ``volumes`` (name, sections, object counts and metrics of
+        each) and, as ``metrics``, their mean without intervals; ``sections`` is then
+        ``None``.
     """
     summary: dict[str, Any] = {
         "folds": report.get("folds"),
