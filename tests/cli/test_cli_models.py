@@ -186,9 +186,7 @@ def test_models_show_each_card(name):
         (resolve_model(name) / "crossval.json").is_file()
     )
     # mito-em's cross-validation left out true objects below its minimum object size
-    assert ("true objects below the minimum object size" in result.output) == (
-        name == "mito-em"
-    )
+    assert ("true objects below the minimum object size" in result.output) == (name == "mito-em")
 
 
 def test_models_show_unknown_name():
