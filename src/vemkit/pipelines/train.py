@@ -490,9 +490,8 @@ class EvaluationSettings(_Settings):
     )
     calibrate_foreground: bool = Field(
         default=True,
-        description="With calibrate_thresholds: false keeps foreground_threshold fixed and "
-        "chooses only the boundary threshold (and instance method); fewer choices made on "
-        "few validation sections, so less of their noise reaches the test scores.",
+        description="With calibrate_thresholds, set false to keep foreground_threshold "
+        "fixed and choose only the boundary threshold (and the instance method).",
     )
     instance_candidates: list[InstanceMethod] | None = Field(
         default=None,
