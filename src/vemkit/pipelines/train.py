@@ -101,6 +101,7 @@ from vemkit.pipelines.predict import (
     segment_instances,
 )
 from vemkit.progress import Progress
+from vemkit.segmentation import label_sizes
 from vemkit.viz import save_orthoslices
 
 __all__ = [
@@ -2167,12 +2168,17 @@ def score_outputs(
                 block_counts=block_counts,
             ),
         )
-        result.update(_scores_without_small_truth(region, voxel_size, evaluation))
+        result.update(
+            _scores_without_small_truth(region, voxel_size, evaluation, instance_scores["f1_at"])
+        )
     return result
 
 
 def _scores_without_small_truth(
-    region: SegmentedRegion, voxel_size: VoxelSize, evaluation: EvaluationSettings
+    region: SegmentedRegion,
+    voxel_size: VoxelSize,
+    evaluation: EvaluationSettings,
+    object_f1_at: Mapping[str, float | None],
 ) -> dict[str, Any]:
     """Object F1 with true objects below ``min_size_nm3`` left out (neither found nor missed).
 
@@ -2181,17 +2187,22 @@ def _scores_without_small_truth(
     edge of the image or of the scored block. Like the ignored small instances of the
     Cityscapes benchmark, they are here treated as unannotated (their voxels are left out
     of the matching; a predicted object that lies entirely on them is not counted). The
-    card's ``object_f1_at`` still counts them; this is reported beside it.
+    card's ``object_f1_at`` still counts them; this is reported beside it. ``object_f1_at``
+    (the scores with every true object) is returned again when none is that small.
     """
     truth = region.truth_objects
     if evaluation.min_size_nm3 <= 0 or truth is None or region.objects is None:
         return {}
-    ids, counts = np.unique(truth, return_counts=True)
-    real = (ids != 0) & (ids != (-1 if region.objects_ignore is None else region.objects_ignore))
-    small = ids[real & (counts * voxel_size.volume_nm3 < evaluation.min_size_nm3)]
+    ids, sizes = label_sizes(truth)  # the size test of remove_small_objects
     ignore = region.objects_ignore
     if ignore is None:
-        ignore = int(ids.max()) + 1
+        ignore = int(ids.max(initial=0)) + 1
+    small = ids[(ids != ignore) & (sizes * voxel_size.volume_nm3 < evaluation.min_size_nm3)]
+    if not small.size:
+        return {
+            "small_true_objects_left_out": 0,
+            "object_f1_at_without_small_truth": dict(object_f1_at),
+        }
     dtype = np.promote_types(truth.dtype, np.min_scalar_type(ignore))
     kept = np.where(np.isin(truth, small), ignore, truth).astype(dtype, copy=False)
     scores = evaluate(
