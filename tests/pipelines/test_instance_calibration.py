@@ -9,6 +9,7 @@ import pytest
 from vemkit.errors import ConfigError
 from vemkit.geometry import VoxelSize
 from vemkit.ml.normalize import Normalization
+from vemkit.pipelines.crossval import compare_crossval, summarise_crossval
 from vemkit.pipelines.predict import ModelSpec
 from vemkit.pipelines.train import (
     DataSource,
@@ -205,6 +206,11 @@ def test_small_true_objects_are_left_out_beside_the_full_count(objects_ignore):
     assert scores["small_true_objects_left_out"] == 1
     # without the sliver: 2 matches of 3 predicted (the false positive stays) and 2 true
     assert scores["object_f1_at_without_small_truth"]["0.5"] == pytest.approx(2 * 2 / (3 + 2))
+    # with its own block-bootstrap interval, whose value is that score
+    interval = scores["confidence_intervals_without_small_truth"]["f1_at"]["0.5"]
+    assert interval["value"] == pytest.approx(2 * 2 / (3 + 2))
+    assert interval["low"] <= interval["value"] <= interval["high"]
+    assert scores["confidence_intervals"]["f1_at"]["0.5"]["value"] == pytest.approx(2 * 2 / 6)
 
 
 def test_nothing_is_left_out_without_a_minimum_size():
@@ -222,3 +228,43 @@ def test_a_prediction_on_a_left_out_sliver_is_not_a_false_positive():
     scores = score_outputs(config, region, spec=SPEC, voxel_size=SIZE, evaluation=config.evaluation)
     assert scores["object_f1_at"]["0.5"] == pytest.approx(2 * 3 / (4 + 3))
     assert scores["object_f1_at_without_small_truth"]["0.5"] == pytest.approx(2 * 2 / (3 + 2))
+
+
+def _report(region):
+    """A one-fold cross-validation report of a scored region (what compare_crossval reads)."""
+    config = _recipe(min_size_nm3=1e5)
+    pooled = score_outputs(
+        config,
+        region,
+        spec=SPEC,
+        voxel_size=SIZE,
+        evaluation=config.evaluation,
+        blocks=(2, 2, 2),
+        block_counts=True,
+    )
+    pooled["mask_confidence_intervals"] = pooled["confidence_intervals"]
+    return {"plan": [{"test": [0, 2]}], "data": {"dataset": "d"}, "pooled": pooled}
+
+
+def test_small_truth_f1_is_compared_paired_and_summarised_with_its_interval():
+    a = _report(_scored_region())
+    found = _scored_region()
+    found.objects[1, 18:20, 0:2] = 0  # B has no false positive
+    b = _report(found)
+    metrics = compare_crossval(a, b, n_resamples=200)["volumes"][0]["metrics"]
+    full, without = metrics["object_f1@0.5"], metrics["object_f1@0.5_without_small_truth"]
+    assert (full["a"], full["b"]) == pytest.approx((2 * 2 / 6, 2 * 2 / 5))
+    assert (without["a"], without["b"]) == pytest.approx((2 * 2 / 5, 1.0))
+    assert without["difference"] == pytest.approx(1.0 - 0.8)
+
+    summary = summarise_crossval(a)["without_small_truth"]
+    assert summary["left_out"] == 1
+    assert summary["object_f1@0.5"] == pytest.approx(0.8)
+    assert summary["low"] <= 0.8 <= summary["high"]
+
+    # reports without its block counts (written before it had intervals) just lack it
+    del a["pooled"]["confidence_intervals_without_small_truth"]
+    assert (
+        "object_f1@0.5_without_small_truth"
+        not in (compare_crossval(a, b, n_resamples=200)["volumes"][0]["metrics"])
+    )

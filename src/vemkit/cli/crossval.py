@@ -323,10 +323,13 @@ def _print_volume(
         typer.echo(f"  objects: {pooled['n_pred']} predicted, {pooled['n_gt']} true")
         if pooled.get("small_true_objects_left_out"):
             without = pooled.get("object_f1_at_without_small_truth") or {}
+            interval = (
+                (pooled.get("confidence_intervals_without_small_truth") or {}).get("f1_at") or {}
+            ).get("0.5") or {"value": without.get("0.5")}
             typer.echo(
                 f"  without the {pooled['small_true_objects_left_out']} true objects below "
                 f"min_size_nm3 (none of that size can be predicted): object F1@0.5 "
-                f"{_cell(without.get('0.5'))}"
+                f"{_score(interval)}"
             )
 
 
@@ -413,14 +416,15 @@ def crossval_compare_command(
     for volume in comparison["volumes"]:
         name = volume["volume"] or "the test sections of all folds"
         typer.echo(f" {name} ({volume['n_blocks']} blocks):")
+        width = max([20] + [len(_label(metric)) for metric in volume["metrics"]])
         typer.echo(
-            f"  {'metric':<20} {'A':>6} {'B':>6} {'B - A':>7}  {'95% interval':<18} P(B > A)"
+            f"  {'metric':<{width}} {'A':>6} {'B':>6} {'B - A':>7}  {'95% interval':<18} P(B > A)"
         )
         for metric, entry in volume["metrics"].items():
             interval = f"[{_signed(entry['low'])}, {_signed(entry['high'])}]"
             better = "-" if entry["p_better"] is None else f"{entry['p_better']:.2f}"
             typer.echo(
-                f"  {_label(metric):<20} {_cell(entry['a']):>6} {_cell(entry['b']):>6} "
+                f"  {_label(metric):<{width}} {_cell(entry['a']):>6} {_cell(entry['b']):>6} "
                 f"{_signed(entry['difference']):>7}  {interval:<18} {better:>8}"
             )
     if len(paths[0]) == 1 or len(paths[1]) == 1:

@@ -151,9 +151,14 @@ def models_show_command(
             intervals = any(e.get("low") is not None for e in volume["metrics"].values())
             small = volume.get("without_small_truth") or {}
             if isinstance(small.get("object_f1@0.5"), float):
+                between = (
+                    f" [{small['low']:.3f}, {small['high']:.3f}]"
+                    if small.get("low") is not None
+                    else ""
+                )
                 parts.append(
-                    f"F1@0.5 {small['object_f1@0.5']:.3f} without the {small['left_out']} "
-                    "true objects below the minimum object size"
+                    f"F1@0.5 {small['object_f1@0.5']:.3f}{between} without the "
+                    f"{small['left_out']} true objects below the minimum object size"
                 )
             lines.append(
                 f"  recipe cross-validated ({cross['folds']} folds over {name}sections "

@@ -1152,7 +1152,8 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
         ``pooled_validation_choice`` (``metrics`` with the settings chosen on the other
         folds' validation sections together, and ``recipe_settings``) when the report
         has it; ``without_small_truth`` (``left_out``, ``object_f1@0.5``: object F1 without
-        the true objects below ``min_size_nm3``) when it left some out. A cross-validation
+        the true objects below ``min_size_nm3``, and its interval ``low``/``high``, ``None``
+        in reports written before it had one) when it left some out. A cross-validation
         of several volumes has ``volumes`` (name, sections, object counts and metrics of
         each) and, as ``metrics``, their mean without intervals; ``sections`` is then
         ``None``.
@@ -1199,9 +1200,14 @@ def summarise_crossval(report: dict[str, Any]) -> dict[str, Any]:
         n_pred=pooled.get("n_pred"), n_gt=pooled.get("n_gt"), metrics=metrics_with_intervals(pooled)
     )
     if pooled.get("small_true_objects_left_out"):
+        interval = (
+            (pooled.get("confidence_intervals_without_small_truth") or {}).get("f1_at") or {}
+        ).get("0.5") or {}
         summary["without_small_truth"] = {
             "left_out": pooled["small_true_objects_left_out"],
             "object_f1@0.5": (pooled.get("object_f1_at_without_small_truth") or {}).get("0.5"),
+            "low": interval.get("low"),
+            "high": interval.get("high"),
         }
     if choice:
         summary["pooled_validation_choice"] = {
@@ -1312,6 +1318,16 @@ def _paired_counts(
         counts["objects"] = objects
         for threshold in objects.get("matched") or {}:
             metrics[f"object_f1@{threshold}"] = ("objects", f"f1_at_{threshold}")
+        # object F1 without the true objects below min_size_nm3, where some were left out
+        # (reports written before it had intervals lack its counts)
+        without = (pooled.get("confidence_intervals_without_small_truth") or {}).get("block_counts")
+        if pooled.get("small_true_objects_left_out") and without is not None:
+            counts["objects_without_small_truth"] = without
+            for threshold in objects.get("matched") or {}:
+                metrics[f"object_f1@{threshold}_without_small_truth"] = (
+                    "objects_without_small_truth",
+                    f"f1_at_{threshold}",
+                )
     return counts, metrics
 
 
@@ -1438,6 +1454,7 @@ def _about(report: dict[str, Any]) -> dict[str, Any]:
 
 def metric_label(metric: str) -> str:
     """Name a metric for people: ``object_f1@0.5`` -> ``object F1@0.5``, ``_iou`` -> `` IoU``."""
+    metric = metric.replace("_without_small_truth", ", small true objects left out")
     for key, label in (("_iou", " IoU"), ("_f1", " F1"), ("_dice", " Dice")):
         metric = metric.replace(key, label)
     return metric.replace("_", " ")

@@ -2169,7 +2169,14 @@ def score_outputs(
             ),
         )
         result.update(
-            _scores_without_small_truth(region, voxel_size, evaluation, instance_scores["f1_at"])
+            _scores_without_small_truth(
+                region,
+                voxel_size,
+                evaluation,
+                instance_scores["f1_at"],
+                blocks=blocks,
+                block_counts=block_counts,
+            )
         )
     return result
 
@@ -2179,6 +2186,9 @@ def _scores_without_small_truth(
     voxel_size: VoxelSize,
     evaluation: EvaluationSettings,
     object_f1_at: Mapping[str, float | None],
+    *,
+    blocks: Sequence[int] | None = None,
+    block_counts: bool = False,
 ) -> dict[str, Any]:
     """Object F1 with true objects below ``min_size_nm3`` left out (neither found nor missed).
 
@@ -2189,6 +2199,11 @@ def _scores_without_small_truth(
     of the matching; a predicted object that lies entirely on them is not counted). The
     card's ``object_f1_at`` still counts them; this is reported beside it. ``object_f1_at``
     (the scores with every true object) is returned again when none is that small.
+
+    Where some are left out, ``confidence_intervals_without_small_truth`` holds the
+    block-bootstrap intervals of these scores (on the ``blocks`` grid of the full scores,
+    with the block counts a paired comparison needs when ``block_counts``); where none
+    are, the full scores' ``confidence_intervals`` are the same.
     """
     truth = region.truth_objects
     if evaluation.min_size_nm3 <= 0 or truth is None or region.objects is None:
@@ -2216,6 +2231,15 @@ def _scores_without_small_truth(
     return {
         "small_true_objects_left_out": int(small.size),
         "object_f1_at_without_small_truth": dict(scores["f1_at"]),
+        "confidence_intervals_without_small_truth": bootstrap_scores(
+            region.objects,
+            kept,
+            thresholds=evaluation.iou_thresholds,
+            blocks=blocks,
+            spacing=voxel_size.as_tuple(),
+            ignore_label=ignore,
+            block_counts=block_counts,
+        ),
     }
 
 
