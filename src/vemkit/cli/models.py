@@ -138,12 +138,8 @@ def models_show_command(
             first, stop = volume["sections"]
             name = f"{volume['volume']} " if volume.get("volume") else ""
             parts = [
-                f"{metric_label(key)} {entry['value']:.3f}"
-                + (
-                    f" [{entry['low']:.3f}, {entry['high']:.3f}]"
-                    if entry.get("low") is not None
-                    else ""
-                )
+                f"{metric_label(key)} "
+                + _scored((entry["value"], entry.get("low"), entry.get("high")))
                 for key, entry in volume["metrics"].items()
             ]
             objects = f" on {volume['n_gt']} true objects" if volume.get("n_gt") else ""
@@ -151,14 +147,10 @@ def models_show_command(
             intervals = any(e.get("low") is not None for e in volume["metrics"].values())
             small = volume.get("without_small_truth") or {}
             if isinstance(small.get("object_f1@0.5"), float):
-                between = (
-                    f" [{small['low']:.3f}, {small['high']:.3f}]"
-                    if small.get("low") is not None
-                    else ""
-                )
+                f1 = _scored((small["object_f1@0.5"], small.get("low"), small.get("high")))
                 parts.append(
-                    f"F1@0.5 {small['object_f1@0.5']:.3f}{between} without the "
-                    f"{small['left_out']} true objects below the minimum object size"
+                    f"F1@0.5 {f1} without the {small['left_out']} true objects below the "
+                    "minimum object size"
                 )
             lines.append(
                 f"  recipe cross-validated ({cross['folds']} folds over {name}sections "
